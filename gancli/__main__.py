@@ -1,0 +1,3 @@
+from gancli.cli import main
+
+main()

@@ -1,0 +1,72 @@
+"""Stderr console, output checks and the one place where errors become exit codes."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+
+import typer
+from rich.console import Console
+
+from gancli.errors import GancliError, TrainingInterrupted
+
+console = Console(stderr=True)
+
+
+def _fail(command: str, message: str, code: int) -> typer.Exit:
+    # A plain write: rich would wrap a long message over several lines.
+    sys.stderr.write(f"gan {command}: {message}\n")
+    return typer.Exit(code)
+
+
+def user_errors(command: str):
+    """GancliError -> one line and exit 1; Ctrl-C -> exit 130; a closed pipe -> a quiet exit."""
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def run(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except GancliError as e:
+                if os.environ.get("GANCLI_DEBUG") == "1":
+                    raise
+                raise _fail(command, f"error: {e}", 1) from None
+            except TrainingInterrupted as e:
+                raise _fail(command, f"interrupted: resumable checkpoint saved (continue with `gan resume {e.checkpoint}`)", 130) from None
+            except KeyboardInterrupt:
+                raise _fail(command, "interrupted", 130) from None
+            except BrokenPipeError:
+                # The reader went away (e.g. `| head`): silence the flush at exit, end quietly.
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                raise typer.Exit(0) from None
+
+        return run
+
+    return wrap
+
+
+def binary_output(dest: str | None) -> str:
+    """Where a command writing images goes: `-` when stdout is not a terminal, never binary to a tty."""
+    dest = dest or "-"
+    if dest == "-" and sys.stdout.isatty():
+        raise GancliError("refusing to write a binary samples stream to a terminal",
+                          "pipe it (| gan score), redirect it (> out.safetensors), or pass -o DIR|FILE.safetensors")
+    return dest
+
+
+def parse_floats(text: str, what: str, count: int | None = None) -> tuple[float, ...]:
+    try:
+        values = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise GancliError(f"{what} takes comma-separated numbers, got {text!r}") from None
+    if count is not None and len(values) != count:
+        raise GancliError(f"{what} takes {count} comma-separated numbers, got {text!r}")
+    return values
+
+
+def parse_ints(text: str, what: str) -> tuple[int, ...]:
+    values = parse_floats(text, what)
+    if any(v != int(v) for v in values):
+        raise GancliError(f"{what} takes comma-separated whole numbers, got {text!r}")
+    return tuple(int(v) for v in values)

@@ -1,0 +1,121 @@
+"""TrainConfig: the one source of defaults, saved in every checkpoint.
+
+Importing this module must stay cheap (no torch): the CLI validates options with it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from gancli.errors import GancliError
+
+OBJECTIVES = ("vanilla", "fgan", "wgan", "wgan-gp")
+# Row names of the table in divergences.py (kept here so `--help` needs no torch import).
+DIVERGENCES = (
+    "kl", "reverse-kl", "pearson", "neyman", "squared-hellinger",
+    "jeffrey", "js", "gan", "total-variation", "alpha",
+)
+ARCHS = ("mlp", "dcgan")
+OPTIMIZERS = ("adam", "rmsprop", "sgd")
+G_LOSSES = ("alternative", "minimax")
+
+# Fields that shape the networks: on resume they always come from the checkpoint.
+ARCHITECTURE_FIELDS = ("arch", "z_dim", "g_hidden", "d_hidden", "conv_width", "image_shape")
+# Fields that define what is optimised: changing one on resume starts a new child run.
+OBJECTIVE_FIELDS = ("objective", "div", "alpha", "g_loss")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    objective: str = "vanilla"
+    div: str = "js"
+    alpha: float = 0.5
+    g_loss: str = "alternative"
+    # architecture
+    arch: str = "mlp"
+    z_dim: int = 100
+    g_hidden: tuple[int, ...] = (256, 512, 1024)
+    d_hidden: tuple[int, ...] = (1024, 512, 256)
+    conv_width: int = 64
+    image_shape: tuple[int, int, int] = (1, 28, 28)
+    d_dropout: float = 0.0
+    # data and schedule
+    data: str = "mnist"
+    epochs: int = 20
+    batch_size: int = 64
+    seed: int = 0
+    optimizer: str = "adam"
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    d_weight_decay: float = 0.0
+    clip_grad_norm: float = 0.0
+    n_critic: int = 1
+    clip_weights: float = 0.0
+    gp_lambda: float = 0.0
+    ms_lambda: float = 0.0
+    ms_step: float = 0.0
+    ms_every: int = 10
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        cleaned = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in known}
+        return validate(cls(**cleaned))
+
+    def ms_lambda_at(self, epoch: int) -> float:
+        """MSGAN weight for a 0-based epoch: start at ms_lambda, + ms_step every ms_every epochs."""
+        return self.ms_lambda + self.ms_step * (epoch // self.ms_every)
+
+    @property
+    def label(self) -> str:
+        return f"fgan-{self.div}" if self.objective == "fgan" else self.objective
+
+
+# The papers' settings: vanilla / f-GAN (Radford et al. 2015), WGAN (Arjovsky et al. 2017),
+# WGAN-GP (Gulrajani et al. 2017).
+OBJECTIVE_DEFAULTS: dict[str, dict] = {
+    "vanilla": {},
+    "fgan": {},
+    "wgan": {"optimizer": "rmsprop", "lr_g": 5e-5, "lr_d": 5e-5, "n_critic": 5, "clip_weights": 0.01},
+    "wgan-gp": {"lr_g": 1e-4, "lr_d": 1e-4, "betas": (0.0, 0.9), "n_critic": 5, "gp_lambda": 10.0},
+}
+
+
+def make_config(objective: str, **overrides) -> TrainConfig:
+    """Defaults of the objective, then every override that is not None."""
+    if objective not in OBJECTIVES:
+        raise GancliError(f"unknown objective {objective!r}", f"choose one of {', '.join(OBJECTIVES)}")
+    values = {"objective": objective, **OBJECTIVE_DEFAULTS[objective]}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return validate(TrainConfig(**values))
+
+
+def _check(condition: bool, message: str, hint: str | None = None) -> None:
+    if not condition:
+        raise GancliError(message, hint)
+
+
+def validate(c: TrainConfig) -> TrainConfig:
+    _check(c.objective in OBJECTIVES, f"unknown objective {c.objective!r}", f"choose one of {', '.join(OBJECTIVES)}")
+    _check(c.div in DIVERGENCES, f"unknown divergence {c.div!r}", f"choose one of {', '.join(DIVERGENCES)}")
+    _check(c.div != "alpha" or c.alpha not in (0.0, 1.0), "--alpha must not be 0 or 1", "those are KL and reverse KL")
+    _check(c.g_loss in G_LOSSES, f"unknown generator loss {c.g_loss!r}", f"choose one of {', '.join(G_LOSSES)}")
+    _check(c.arch in ARCHS, f"unknown architecture {c.arch!r}", f"choose one of {', '.join(ARCHS)}")
+    _check(c.optimizer in OPTIMIZERS, f"unknown optimizer {c.optimizer!r}", f"choose one of {', '.join(OPTIMIZERS)}")
+    _check(c.z_dim > 0 and all(h > 0 for h in c.g_hidden + c.d_hidden) and c.conv_width > 0,
+           "network sizes must be positive")
+    _check(c.arch != "dcgan" or (c.image_shape[1] % 4 == 0 and c.image_shape[2] % 4 == 0),
+           f"--arch dcgan needs image sides divisible by 4, got {c.image_shape[1]}x{c.image_shape[2]}", "use --arch mlp")
+    _check(0.0 <= c.d_dropout < 1.0, "--d-dropout must be in [0, 1)")
+    _check(c.epochs >= 0 and c.batch_size > 0 and c.n_critic > 0 and c.ms_every > 0,
+           "--epochs, --batch-size, --n-critic and --ms-every must be positive")
+    _check(c.lr_g > 0 and c.lr_d > 0, "learning rates must be positive")
+    _check(len(c.betas) == 2 and all(0.0 <= b < 1.0 for b in c.betas), "--betas takes two numbers in [0, 1)", "e.g. 0.5,0.999")
+    _check(min(c.d_weight_decay, c.clip_grad_norm, c.clip_weights, c.gp_lambda, c.ms_lambda) >= 0,
+           "weight decay, clipping, gradient penalty and mode-seeking lambda must be >= 0")
+    return c

@@ -1,0 +1,155 @@
+"""Image sources -> uint8 tensors [N, C, H, W].
+
+A source is a dataset name (`mnist`, `mnist:test`, `fashion-mnist`, ...), a folder of PNG/JPEG
+images, a `.safetensors` samples file, or `-` (a samples stream on stdin).
+Datasets resolve from a local folder (`--data-dir` / GANCLI_DATA), then the cache folder
+(GANCLI_CACHE, default ~/.cache/gancli), then a torchvision download into the cache.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gancli.errors import GancliError
+from gancli.streams import Samples, read_samples
+
+# name -> (torchvision class name, folder name torchvision uses)
+DATASETS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "kmnist": "KMNIST"}
+SPLIT_PREFIX = {"train": "train", "test": "t10k"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("GANCLI_CACHE") or Path.home() / ".cache" / "gancli")
+
+
+def parse_dataset_name(source: str) -> tuple[str, str] | None:
+    """'mnist' -> ('mnist', 'train'), 'mnist:test' -> ('mnist', 'test'); None if not a dataset name."""
+    name, _, split = source.partition(":")
+    if name not in DATASETS:
+        return None
+    split = split or "train"
+    if split not in SPLIT_PREFIX:
+        raise GancliError(f"unknown split {split!r} in {source!r}", "use :train or :test")
+    return name, split
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (gzipped or not) as a numpy array of unsigned bytes."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as e:
+        raise GancliError(f"cannot read {path}: {e}", "the file may be truncated; fetch it again") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise GancliError(f"{path} is not an IDX file of unsigned bytes")
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(dims)):
+        raise GancliError(f"{path} holds {data.size} values, its header says {dims}", "the file is truncated")
+    return data.reshape(dims)
+
+
+def _idx_file(folder: Path, stem: str) -> Path | None:
+    for candidate in (folder / stem, folder / f"{stem}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _find_idx(roots: list[Path], name: str, stem: str) -> Path | None:
+    for root in roots:
+        for folder in (root, root / name, root / DATASETS[name] / "raw"):
+            found = _idx_file(folder, stem)
+            if found:
+                return found
+    return None
+
+
+def _download(name: str) -> str | None:
+    """Try torchvision's download into the cache; the reason it failed, or None."""
+    try:
+        import torchvision.datasets as tvd
+
+        getattr(tvd, DATASETS[name])(root=str(cache_dir()), download=True)
+        return None
+    except Exception as e:  # torchvision raises many kinds when offline
+        return str(e).splitlines()[0] if str(e) else type(e).__name__
+
+
+def resolve_idx(name: str, split: str, kind: str, data_dir: str | None = None) -> Path:
+    """Path of the IDX file of `kind` ('images' or 'labels'), in resolution order."""
+    stem = f"{SPLIT_PREFIX[split]}-{kind}-idx{3 if kind == 'images' else 1}-ubyte"
+    local = data_dir or os.environ.get("GANCLI_DATA")
+    if local and (found := _find_idx([Path(local)], name, stem)):
+        return found
+    if found := _find_idx([cache_dir()], name, stem):
+        return found
+    failure = _download(name)
+    if failure is None and (found := _find_idx([cache_dir()], name, stem)):
+        return found
+    raise GancliError(
+        f"no {name} data found: local folder {local or '(none: --data-dir and GANCLI_DATA unset)'}, "
+        f"cache folder {cache_dir()}, torchvision download failed: {failure or 'files missing after download'}",
+        f"put {stem}.gz in a folder and pass --data-dir DIR or set GANCLI_DATA",
+    )
+
+
+def load_dataset(name: str, split: str = "train", data_dir: str | None = None) -> torch.Tensor:
+    images = read_idx(resolve_idx(name, split, "images", data_dir))
+    return torch.from_numpy(images.copy()).unsqueeze(1)
+
+
+def load_labels(name: str, split: str = "train", data_dir: str | None = None) -> torch.Tensor:
+    return torch.from_numpy(read_idx(resolve_idx(name, split, "labels", data_dir)).astype(np.int64))
+
+
+def load_folder(folder: Path) -> torch.Tensor:
+    from PIL import Image, UnidentifiedImageError
+
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    image_files = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+    if not image_files:
+        raise GancliError(f"no images in folder {folder} ({len(files)} other files)", "expected PNG or JPEG files")
+    arrays = []
+    for path in image_files:
+        try:
+            with Image.open(path) as im:
+                arrays.append(np.asarray(im.convert("L") if im.mode in ("L", "1", "P", "I", "I;16") else im.convert("RGB")))
+        except (UnidentifiedImageError, OSError) as e:
+            raise GancliError(f"{path} is not a readable image: {e}") from None
+    shapes = {a.shape for a in arrays}
+    if len(shapes) > 1:
+        raise GancliError(f"images in {folder} differ in size or channels: {sorted(shapes)[:3]}", "resize them to one size")
+    stacked = np.stack(arrays)
+    tensor = torch.from_numpy(stacked)
+    return tensor.unsqueeze(1) if tensor.ndim == 3 else tensor.permute(0, 3, 1, 2).contiguous()
+
+
+def load_samples(source: str, data_dir: str | None = None) -> Samples:
+    """Any image source (design note section 4) as Samples; provenance in `.meta`."""
+    if source == "-":
+        if sys.stdin.isatty():
+            raise GancliError("no input: stdin is a terminal", "pipe a samples stream in, or name a file, folder or dataset")
+        return read_samples(sys.stdin.buffer.read(), "stdin")
+    if dataset := parse_dataset_name(source):
+        return Samples(load_dataset(*dataset, data_dir=data_dir), meta={"source": source})
+    path = Path(source)
+    if path.is_dir():
+        return Samples(load_folder(path), meta={"source": str(path)})
+    if path.is_file():
+        return read_samples(path.read_bytes(), str(path))
+    raise GancliError(f"no such file, folder or dataset: {source!r}",
+                      f"datasets: {', '.join(DATASETS)} (add :test for the test split)")
+
+
+def load_images(source: str, data_dir: str | None = None) -> torch.Tensor:
+    return load_samples(source, data_dir).images

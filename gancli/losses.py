@@ -1,0 +1,63 @@
+"""Discriminator and generator losses for every objective, plus the regularisers."""
+
+from __future__ import annotations
+
+import torch
+
+from gancli.config import TrainConfig
+from gancli.divergences import Divergence, divergence
+from gancli.errors import GancliError
+
+WASSERSTEIN = ("wgan", "wgan-gp")
+
+
+def objective_divergence(config: TrainConfig) -> Divergence | None:
+    """The f-divergence row an objective optimises; vanilla GAN is the f-GAN "gan" row."""
+    if config.objective in WASSERSTEIN:
+        return None
+    return divergence("gan" if config.objective == "vanilla" else config.div, config.alpha)
+
+
+def d_loss(config: TrainConfig, v_real: torch.Tensor, v_fake: torch.Tensor) -> torch.Tensor:
+    row = objective_divergence(config)
+    if row is None:
+        return v_fake.mean() - v_real.mean()  # -(E_P[D(x)] - E_Q[D(G(z))]), the critic's W estimate negated
+    # -(E_P[g_f(v)] - E_Q[f*(g_f(v))]): maximise the variational lower bound on D_f(P||Q)
+    return row.conjugate(v_fake).mean() - row.activation(v_real).mean()
+
+
+def g_loss(config: TrainConfig, v_fake: torch.Tensor) -> torch.Tensor:
+    row = objective_divergence(config)
+    if row is None:
+        return -v_fake.mean()  # -E_Q[D(G(z))]
+    if config.g_loss == "minimax":
+        return -row.conjugate(v_fake).mean()  # min_G E_P[g_f] - E_Q[f*(g_f(v))]: only the second term moves
+    return -row.activation(v_fake).mean()  # the paper's alternative: max_G E_Q[g_f(v)]
+
+
+def gradient_penalty(D, real: torch.Tensor, fake: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """E[(||grad_x D(x_hat)||_2 - 1)^2] on per-sample interpolates x_hat = eps x + (1 - eps) G(z)."""
+    x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
+    (grad,) = torch.autograd.grad(D(x_hat).sum(), x_hat, create_graph=True)
+    return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+
+
+def mode_seeking(fake1: torch.Tensor, fake2: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+    """MSGAN (Mao et al. 2019), as in the official code: 1 / (mean|G(z1)-G(z2)| / mean|z1-z2| + 1e-5)."""
+    ratio = (fake1 - fake2).abs().mean() / (z1 - z2).abs().mean()
+    return 1 / (ratio + 1e-5)
+
+
+def log_density_ratio(config: TrainConfig, v: torch.Tensor) -> torch.Tensor:
+    """log r, r = p_data/p_model as the discriminator estimates it (design note section 7)."""
+    row = objective_divergence(config)
+    if row is None or row.log_ratio is None:
+        what = "a WGAN critic" if row is None else "the total-variation discriminator"
+        raise GancliError(f"{what} estimates no density ratio, so a confidence threshold means nothing",
+                          "rank by discriminator score with --keep-top FRACTION instead")
+    return row.log_ratio(v)
+
+
+def confidence(config: TrainConfig, v: torch.Tensor) -> torch.Tensor:
+    """r / (1 + r) = sigmoid(log r): the same scale for every divergence."""
+    return torch.sigmoid(log_density_ratio(config, v))

@@ -1,0 +1,93 @@
+"""Generator and discriminator architectures. Both map to/from images in [-1, 1], [N, C, H, W]."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from gancli.config import TrainConfig
+
+
+def _mlp(sizes: list[int], dropout: float = 0.0) -> list[nn.Module]:
+    layers: list[nn.Module] = []
+    for n_in, n_out in zip(sizes[:-2], sizes[1:-1]):
+        layers += [nn.Linear(n_in, n_out), nn.LeakyReLU(0.2)]
+        if dropout:
+            layers.append(nn.Dropout(dropout))
+    return layers + [nn.Linear(sizes[-2], sizes[-1])]
+
+
+class MLPGenerator(nn.Module):
+    """z -> hidden (LeakyReLU 0.2) -> C*H*W, tanh: the reference studies' 100-256-512-1024-784."""
+
+    def __init__(self, z_dim: int, hidden: tuple[int, ...], image_shape: tuple[int, int, int]):
+        super().__init__()
+        self.image_shape = tuple(image_shape)
+        self.net = nn.Sequential(*_mlp([z_dim, *hidden, math.prod(image_shape)]), nn.Tanh())
+
+    def forward(self, z):
+        return self.net(z).view(-1, *self.image_shape)
+
+
+class MLPDiscriminator(nn.Module):
+    """C*H*W -> hidden (LeakyReLU 0.2, optional dropout) -> 1 raw output v."""
+
+    def __init__(self, hidden: tuple[int, ...], image_shape: tuple[int, int, int], dropout: float = 0.0):
+        super().__init__()
+        self.net = nn.Sequential(*_mlp([math.prod(image_shape), *hidden, 1], dropout))
+
+    def forward(self, x):
+        return self.net(x.flatten(1)).squeeze(1)
+
+
+class DCGANGenerator(nn.Module):
+    """z -> (2w, H/4, W/4) -> (w, H/2, W/2) -> (C, H, W), batch norm and ReLU, tanh out."""
+
+    def __init__(self, z_dim: int, width: int, image_shape: tuple[int, int, int]):
+        super().__init__()
+        c, h, w = image_shape
+        self.start = (2 * width, h // 4, w // 4)
+        self.project = nn.Sequential(nn.Linear(z_dim, math.prod(self.start)), nn.BatchNorm1d(math.prod(self.start)), nn.ReLU())
+        self.net = nn.Sequential(
+            nn.ConvTranspose2d(2 * width, width, 4, 2, 1), nn.BatchNorm2d(width), nn.ReLU(),
+            nn.ConvTranspose2d(width, c, 4, 2, 1), nn.Tanh(),
+        )
+
+    def forward(self, z):
+        return self.net(self.project(z).view(-1, *self.start))
+
+
+class DCGANDiscriminator(nn.Module):
+    """Strided convolutions with LeakyReLU 0.2 and no batch norm, so it also serves as a WGAN-GP critic."""
+
+    def __init__(self, width: int, image_shape: tuple[int, int, int], dropout: float = 0.0):
+        super().__init__()
+        c, h, w = image_shape
+        self.net = nn.Sequential(
+            nn.Conv2d(c, width, 4, 2, 1), nn.LeakyReLU(0.2), nn.Dropout(dropout),
+            nn.Conv2d(width, 2 * width, 4, 2, 1), nn.LeakyReLU(0.2), nn.Dropout(dropout),
+            nn.Flatten(), nn.Linear(2 * width * (h // 4) * (w // 4), 1),
+        )
+
+    def forward(self, x):
+        return self.net(x).squeeze(1)
+
+
+def build_models(config: TrainConfig) -> tuple[nn.Module, nn.Module]:
+    if config.arch == "dcgan":
+        return (DCGANGenerator(config.z_dim, config.conv_width, config.image_shape),
+                DCGANDiscriminator(config.conv_width, config.image_shape, config.d_dropout))
+    return (MLPGenerator(config.z_dim, config.g_hidden, config.image_shape),
+            MLPDiscriminator(config.d_hidden, config.image_shape, config.d_dropout))
+
+
+def to_unit_range(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float [-1, 1]."""
+    return images.float().div_(127.5).sub_(1.0)
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """float [-1, 1] -> uint8, rounding (the mapping the course template forgot)."""
+    return images.add(1.0).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8)

@@ -1,0 +1,79 @@
+"""The samples stream (design note section 4): one safetensors blob of kind "samples".
+
+`images` uint8 [N, C, H, W] (required), `z` float32 [N, z_dim] and `score` float32 [N]
+(optional); provenance (source checkpoint, seed, ...) in the metadata.
+Writers take `-` (stdout), a `.safetensors` path, or a folder (one PNG per image).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import torch
+
+from gancli.checkpoint import atomic_write, decode, encode
+from gancli.errors import GancliError
+
+
+@dataclass
+class Samples:
+    images: torch.Tensor
+    z: torch.Tensor | None = None
+    score: torch.Tensor | None = None
+    meta: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def select(self, index: torch.Tensor) -> "Samples":
+        pick = lambda t: None if t is None else t[index]
+        return Samples(self.images[index], pick(self.z), pick(self.score), dict(self.meta))
+
+
+def encode_samples(samples: Samples) -> bytes:
+    tensors = {"images": samples.images}
+    if samples.z is not None:
+        tensors["z"] = samples.z.float()
+    if samples.score is not None:
+        tensors["score"] = samples.score.float()
+    return encode(tensors, {**samples.meta, "kind": "samples"})
+
+
+def read_samples(raw: bytes, origin: str) -> Samples:
+    tensors, meta = decode(raw, origin, "samples")
+    images = tensors.get("images")
+    if images is None or images.dtype != torch.uint8 or images.ndim != 4:
+        raise GancliError(f"{origin}: a samples stream needs `images` as uint8 [N, C, H, W]")
+    meta.pop("kind", None)
+    return Samples(images, tensors.get("z"), tensors.get("score"), meta)
+
+
+def write_png_folder(images: torch.Tensor, folder: Path) -> None:
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    width = max(6, len(str(len(images) - 1)))
+    arrays = images.permute(0, 2, 3, 1).numpy()
+    for i, array in enumerate(arrays):
+        Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array).save(folder / f"{i:0{width}d}.png")
+
+
+def write_samples(samples: Samples, dest: str, stdout: BinaryIO | None = None) -> None:
+    """`-`: the stream on stdout; `*.safetensors`: a file, atomically; anything else: a PNG folder."""
+    if dest == "-":
+        out = stdout or sys.stdout.buffer
+        out.write(encode_samples(samples))
+        out.flush()
+    elif dest.endswith(".safetensors"):
+        atomic_write(Path(dest), encode_samples(samples))
+    else:
+        path = Path(dest)
+        if path.exists() and not path.is_dir():
+            raise GancliError(f"{dest} exists and is not a folder", "name a folder, a .safetensors file, or -")
+        try:
+            write_png_folder(samples.images, path)
+        except OSError as e:
+            raise GancliError(f"cannot write PNG files to {dest}: {e.strerror}") from None
