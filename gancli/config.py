@@ -19,6 +19,7 @@ DIVERGENCES = (
 ARCHS = ("mlp", "dcgan")
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 G_LOSSES = ("alternative", "minimax")
+PRECISIONS = ("fp32", "bf16")
 
 # Fields that shape the networks: on resume they always come from the checkpoint.
 ARCHITECTURE_FIELDS = ("arch", "z_dim", "g_hidden", "d_hidden", "conv_width", "image_shape")
@@ -57,6 +58,7 @@ class TrainConfig:
     ms_lambda: float = 0.0
     ms_step: float = 0.0
     ms_every: int = 10
+    precision: str = "fp32"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -105,6 +107,7 @@ def validate(c: TrainConfig) -> TrainConfig:
     _check(c.div in DIVERGENCES, f"unknown divergence {c.div!r}", f"choose one of {', '.join(DIVERGENCES)}")
     _check(c.div != "alpha" or c.alpha not in (0.0, 1.0), "--alpha must not be 0 or 1", "those are KL and reverse KL")
     _check(c.g_loss in G_LOSSES, f"unknown generator loss {c.g_loss!r}", f"choose one of {', '.join(G_LOSSES)}")
+    _check(c.precision in PRECISIONS, f"unknown precision {c.precision!r}", "use fp32 or bf16")
     _check(c.arch in ARCHS, f"unknown architecture {c.arch!r}", f"choose one of {', '.join(ARCHS)}")
     _check(c.optimizer in OPTIMIZERS, f"unknown optimizer {c.optimizer!r}", f"choose one of {', '.join(OPTIMIZERS)}")
     _check(c.z_dim > 0 and all(h > 0 for h in c.g_hidden + c.d_hidden) and c.conv_width > 0,

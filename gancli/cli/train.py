@@ -42,6 +42,7 @@ GpLambda = Annotated[Optional[float], Opt("--gp-lambda", help="Gradient penalty 
 MsLambda = Annotated[Optional[float], Opt("--ms-lambda", help="Mode-seeking (MSGAN) weight; 0 turns it off.")]
 MsStep = Annotated[Optional[float], Opt("--ms-step", help="Add this to the mode-seeking weight every --ms-every epochs.")]
 MsEvery = Annotated[Optional[int], Opt("--ms-every", help="Epochs between mode-seeking weight steps [default: 10].")]
+Precision = Annotated[Optional[str], Opt("--precision", help="fp32 (default) or bf16 autocast: faster on CPUs with bf16, other numerics.")]
 DDropout = Annotated[Optional[float], Opt("--d-dropout", help="Dropout in the discriminator, e.g. 0.3.")]
 
 
@@ -116,7 +117,7 @@ def start_run(config_fields: dict, data: str | None, data_dir: str | None, runs:
 def train(
     objective: Annotated[str, typer.Argument(help="vanilla, fgan, wgan or wgan-gp.")],
     data: DataOpt = None, data_dir: DataDir = None, runs: Runs = None, name: Name = None,
-    epochs: Epochs = None, batch_size: BatchSize = None, seed: Seed = None, device: Device = "auto",
+    epochs: Epochs = None, batch_size: BatchSize = None, seed: Seed = None, device: Device = "auto", precision: Precision = None,
     arch: Arch = None, z_dim: ZDim = None, g_hidden: GHidden = None, d_hidden: DHidden = None,
     conv_width: ConvWidth = None, d_dropout: DDropout = None,
     div: Div = None, alpha: Alpha = None, g_loss: GLoss = None,
@@ -139,7 +140,7 @@ def train(
     fields = _schedule(lr, lr_d, lr_g, betas, epochs=epochs, batch_size=batch_size, seed=seed, arch=arch,
                        z_dim=z_dim, g_hidden=parse_ints(g_hidden, "--g-hidden") if g_hidden else None,
                        d_hidden=parse_ints(d_hidden, "--d-hidden") if d_hidden else None, conv_width=conv_width,
-                       d_dropout=d_dropout, div=div, alpha=alpha, g_loss=g_loss, optimizer=optimizer,
+                       d_dropout=d_dropout, precision=precision, div=div, alpha=alpha, g_loss=g_loss, optimizer=optimizer,
                        d_weight_decay=d_weight_decay, clip_grad_norm=clip_grad_norm, n_critic=n_critic,
                        clip_weights=clip_weights, gp_lambda=gp_lambda, ms_lambda=ms_lambda, ms_step=ms_step,
                        ms_every=ms_every)
@@ -154,7 +155,7 @@ def train(
 def pretrain(
     data: DataOpt = None, data_dir: DataDir = None, runs: Runs = None, name: Name = None,
     epochs: Annotated[int, Opt("--epochs", help="Epochs of JS pre-training.")] = 6,
-    batch_size: BatchSize = None, seed: Seed = None, device: Device = "auto",
+    batch_size: BatchSize = None, seed: Seed = None, device: Device = "auto", precision: Precision = None,
     arch: Arch = None, z_dim: ZDim = None, g_hidden: GHidden = None, d_hidden: DHidden = None,
     conv_width: ConvWidth = None, d_dropout: DDropout = None,
     optimizer: Optimizer = None, lr: Lr = None, lr_d: LrD = None, lr_g: LrG = None, betas: Betas = None,
@@ -169,7 +170,7 @@ def pretrain(
     fields = _schedule(lr, lr_d, lr_g, betas, epochs=epochs, batch_size=batch_size, seed=seed, arch=arch,
                        z_dim=z_dim, g_hidden=parse_ints(g_hidden, "--g-hidden") if g_hidden else None,
                        d_hidden=parse_ints(d_hidden, "--d-hidden") if d_hidden else None, conv_width=conv_width,
-                       d_dropout=d_dropout, div="js", optimizer=optimizer, d_weight_decay=d_weight_decay,
+                       d_dropout=d_dropout, precision=precision, div="js", optimizer=optimizer, d_weight_decay=d_weight_decay,
                        clip_grad_norm=clip_grad_norm)
     start_run(fields, data, data_dir, runs, name, device, "fgan")
 
@@ -182,7 +183,7 @@ def resume(
     alpha: Alpha = None, g_loss: GLoss = None,
     reset_optimizer: Annotated[bool, Opt("--reset-optimizer", help="Drop the optimizer moments.")] = False,
     data: DataOpt = None, data_dir: DataDir = None, runs: Runs = None, name: Name = None, device: Device = "auto",
-    optimizer: Optimizer = None, lr: Lr = None, lr_d: LrD = None, lr_g: LrG = None, betas: Betas = None,
+    precision: Precision = None, optimizer: Optimizer = None, lr: Lr = None, lr_d: LrD = None, lr_g: LrG = None, betas: Betas = None,
     d_weight_decay: DWeightDecay = None, clip_grad_norm: ClipGradNorm = None, n_critic: NCritic = None,
     clip_weights: ClipWeights = None, gp_lambda: GpLambda = None, d_dropout: DDropout = None,
     ms_lambda: MsLambda = None, ms_step: MsStep = None, ms_every: MsEvery = None,
@@ -206,7 +207,7 @@ def resume(
                         g_loss=g_loss, optimizer=optimizer, d_weight_decay=d_weight_decay,
                         clip_grad_norm=clip_grad_norm, n_critic=n_critic, clip_weights=clip_weights,
                         gp_lambda=gp_lambda, d_dropout=d_dropout, ms_lambda=ms_lambda, ms_step=ms_step,
-                        ms_every=ms_every, data=data)
+                        ms_every=ms_every, data=data, precision=precision)
     state, notes = load_state(path, changes, device, reset_optimizer)
     for note in notes:
         console.print(note, highlight=False)
