@@ -60,7 +60,9 @@ def _log_softplus(x: torch.Tensor) -> torch.Tensor:
 
 def _jeffrey_conjugate(v: torch.Tensor) -> torch.Tensor:
     w = lambertw_exp(1 - v)
-    return w + 1 / w + v - 2  # f*(t) = W(e^{1-t}) + 1/W(e^{1-t}) + t - 2 at t = v
+    # f*(t) = W(e^{1-t}) + 1/W(e^{1-t}) + t - 2 at t = v, with 1/w = e^{w+v-1} (from w + log w = 1 - v):
+    # autograd of 1/w would square it and overflow, this form's derivative stays finite.
+    return w + torch.exp(w + v - 1) + v - 2
 
 
 def _jeffrey_log_ratio(v: torch.Tensor) -> torch.Tensor:
