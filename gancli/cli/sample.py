@@ -1,16 +1,180 @@
-"""`gan sample` (not built yet)."""
+"""`gan sample` and `gan interpolate`."""
 
-from gancli.cli._io import user_errors
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from gancli.cli._io import binary_output, console, parse_ints, user_errors
 from gancli.errors import GancliError
+
+Opt = typer.Option
+Checkpoint = Annotated[Optional[str], typer.Argument(help="Checkpoint or run folder [default: the latest run].")]
+Runs = Annotated[Optional[str], Opt("--runs", help="Runs folder for the latest run (else GANCLI_RUNS, else ./runs).")]
+Output = Annotated[Optional[str], Opt("-o", "--output", help="- (stdout stream), FILE.safetensors or a folder of PNGs [default: - when piped].")]
+Device = Annotated[str, Opt("--device", help="auto, cpu or cuda.")]
+Reject = Annotated[Optional[float], Opt("--reject", help="Keep samples whose discriminator confidence r/(1+r) >= this, e.g. 0.6.")]
+KeepTop = Annotated[Optional[float], Opt("--keep-top", help="Keep this fraction with the highest discriminator score (any objective).")]
+
+
+def make_acceptance(config, reject: float | None, method: str, keep_top: float | None, burn_in_scores, percentile: float, seed: int):
+    """The accept(v) function for --reject / --reject-method, or None."""
+    from gancli.sampling import DiscriminatorRejection, threshold_accept
+
+    if reject is not None and keep_top is not None:
+        raise GancliError("--reject and --keep-top exclude each other", "choose one")
+    if method not in ("threshold", "drs"):
+        raise GancliError(f"unknown --reject-method {method!r}", "use threshold or drs")
+    if method == "drs":
+        return DiscriminatorRejection(config, burn_in_scores(), percentile, seed + 1)
+    return threshold_accept(config, reject) if reject is not None else None
+
+
+def _burn_in(config, G, D, seed, batch_size, device):
+    """Discriminator scores of 10,240 fresh samples (its own latent seed), for DRS's maximum and gamma."""
+    def scores():
+        from gancli.sampling import generate
+
+        return generate(config, G, D, 10 * 1024, seed=seed + 104729, batch_size=batch_size, device=device).score
+
+    return scores
+
+
+def write_output(samples, dest: str) -> None:
+    from gancli.streams import write_samples
+
+    write_samples(samples, dest)
+    if dest != "-":
+        console.print(f"wrote {len(samples)} images to {dest}", highlight=False)
 
 
 @user_errors("sample")
-def sample():
-    """Not built yet: exits 1."""
-    raise GancliError("gan sample is not built yet", "see the README's roadmap")
+def sample(
+    checkpoint: Checkpoint = None,
+    n: Annotated[int, Opt("-n", help="Number of images.")] = 10000,
+    seed: Annotated[int, Opt("--seed", help="Same seed, same images, whatever --batch-size.")] = 0,
+    batch_size: Annotated[int, Opt("--batch-size", help="Images per network pass.")] = 500,
+    output: Output = None,
+    grid: Annotated[Optional[Path], Opt("--grid", help="Also save the first 64 images as a PNG grid.")] = None,
+    reject: Reject = None,
+    reject_method: Annotated[str, Opt("--reject-method", help="threshold (confidence >= --reject) or drs (Azadi et al. 2019).")] = "threshold",
+    drs_percentile: Annotated[float, Opt("--drs-percentile", help="DRS gamma: this percentile of F on the burn-in maps to acceptance 1/2.")] = 80.0,
+    keep_top: KeepTop = None,
+    max_draws: Annotated[Optional[int], Opt("--max-draws", help="Give up after this many draws [default: 100 n].")] = None,
+    mix: Annotated[bool, Opt("--mix", help="z = a z1 + (1-a) z2, a ~ U(0,1): precision up, recall down.")] = False,
+    truncation: Annotated[Optional[float], Opt("--truncation", help="Resample latent components beyond PSI: precision up, recall down.")] = None,
+    runs: Runs = None, device: Device = "auto",
+):
+    """Generate images as a samples stream (stdout when piped), a .safetensors file or PNGs.
+
+    Examples:
+      gan sample -n 10000 | gan score
+      gan sample -n 10000 --reject 0.6 --mix -o samples.safetensors
+      gan sample runs/x -n 64 --reject-method drs -o pngs/ --grid grid.png
+      gan sample -n 1000 --keep-top 0.5 > best.safetensors
+    """
+    from rich.progress import Progress
+
+    from gancli.runs import resolve_checkpoint
+    from gancli.sampling import generate
+    from gancli.training import load_models, resolve_device
+
+    dest = binary_output(output)
+    path = resolve_checkpoint(checkpoint, runs)
+    dev = resolve_device(device)
+    config, G, D, _ = load_models(path, device)
+    if truncation is not None and truncation <= 0:
+        raise GancliError("--truncation must be positive")
+    accept = make_acceptance(config, reject, reject_method, keep_top, _burn_in(config, G, D, seed, batch_size, dev),
+                             drs_percentile, seed)
+    with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
+        task = progress.add_task("sampling", total=n)
+        samples = generate(config, G, D, n, seed, batch_size, dev, accept, max_draws, mix, truncation, keep_top,
+                           on_progress=lambda kept, drawn: progress.update(task, completed=min(kept, n)))
+    drawn = samples.meta.pop("drawn")
+    if accept or keep_top:
+        console.print(f"accepted {len(samples)} of {drawn} draws ({len(samples) / drawn:.1%})", highlight=False)
+    samples.meta |= {"source": str(path), "seed": seed, "reject": reject, "reject_method": reject_method,
+                     "keep_top": keep_top, "mix": mix, "truncation": truncation, "objective": config.label}
+    if grid:
+        from torchvision.utils import save_image
+
+        save_image(samples.images[:64].float() / 255, grid, nrow=8)
+    write_output(samples, dest)
 
 
 @user_errors("interpolate")
-def interpolate():
-    """Not built yet: exits 1."""
-    raise GancliError("gan interpolate is not built yet", "see the README's roadmap")
+def interpolate(
+    checkpoint: Checkpoint = None,
+    pairs: Annotated[int, Opt("--pairs", help="Rows: pairs of endpoints.")] = 8,
+    steps: Annotated[int, Opt("--steps", help="Images per row, endpoints included.")] = 10,
+    mode: Annotated[str, Opt("--mode", help="slerp (White 2016) or lerp.")] = "slerp",
+    seeds: Annotated[Optional[str], Opt("--seeds", help="One seed per pair, e.g. 3,7,11 [default: --seed, --seed+1, ...].")] = None,
+    seed: Annotated[int, Opt("--seed", help="First seed when --seeds is not given.")] = 0,
+    reject: Reject = None,
+    output: Annotated[Optional[str], Opt("-o", "--output", help="grid.png, anim.gif, frames.safetensors, - or a folder.")] = "interpolation.png",
+    runs: Runs = None, device: Device = "auto",
+):
+    """Render latent interpolations: one row per pair of endpoints.
+
+    Examples:
+      gan interpolate --pairs 8 --steps 10 -o grid.png
+      gan interpolate --mode lerp --seeds 3,7,11 -o anim.gif
+      gan interpolate --reject 0.6 -o - | gan score --features mnist
+    """
+    import torch
+
+    from gancli.models import to_uint8
+    from gancli.runs import resolve_checkpoint
+    from gancli.sampling import forward_rows, interpolation_latents, score_images
+    from gancli.streams import Samples
+    from gancli.training import load_models, resolve_device
+
+    dest = output if output and output.endswith((".png", ".gif")) else binary_output(output)
+    pair_seeds = parse_ints(seeds, "--seeds") if seeds else tuple(range(seed, seed + pairs))
+    if len(pair_seeds) < 1:
+        raise GancliError("--pairs must be at least 1")
+    path = resolve_checkpoint(checkpoint, runs)
+    dev = resolve_device(device)
+    config, G, D, _ = load_models(path, device)
+    accept = make_acceptance(config, reject, "threshold", None, None, 0.0, 0)
+
+    def endpoints(pair_seed: int) -> torch.Tensor:
+        rng = torch.Generator().manual_seed(pair_seed)
+        if accept is None:
+            return torch.randn(2, config.z_dim, generator=rng)
+        z = torch.randn(256, config.z_dim, generator=rng)
+        keep = accept(score_images(config, D, to_uint8(forward_rows(G, z, 256, dev)), 256, dev))
+        if keep.sum() < 2:
+            raise GancliError(f"fewer than 2 of 256 candidates reach confidence {reject} for seed {pair_seed}",
+                              "lower --reject")
+        return z[keep][:2]
+
+    ends = torch.stack([endpoints(s) for s in pair_seeds])
+    z = interpolation_latents(ends[:, 0], ends[:, 1], steps, mode)
+    images = to_uint8(forward_rows(G, z, 500, dev))
+    if dest.endswith(".png"):
+        from torchvision.utils import save_image
+
+        save_image(images.float() / 255, dest, nrow=steps)
+        console.print(f"wrote {len(pair_seeds)}x{steps} grid to {dest}", highlight=False)
+    elif dest.endswith(".gif"):
+        save_gif(images.view(len(pair_seeds), steps, *images.shape[1:]), Path(dest))
+        console.print(f"wrote {steps}-frame animation to {dest}", highlight=False)
+    else:
+        write_output(Samples(images, z, None, {"source": str(path), "mode": mode, "seeds": list(pair_seeds),
+                                               "steps": steps}), dest)
+
+
+def save_gif(frames, path: Path) -> None:
+    """[pairs, steps, C, H, W] -> an animated GIF: one frame per step, pairs side by side, there and back."""
+    from PIL import Image
+    from torchvision.utils import make_grid
+
+    pictures = []
+    for t in list(range(frames.shape[1])) + list(range(frames.shape[1] - 2, 0, -1)):
+        grid = make_grid(frames[:, t], nrow=frames.shape[0], pad_value=0)
+        pictures.append(Image.fromarray(grid.permute(1, 2, 0).numpy()).convert("P"))
+    pictures[0].save(path, save_all=True, append_images=pictures[1:], duration=80, loop=0)

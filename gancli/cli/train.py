@@ -62,7 +62,8 @@ def _progress_callbacks(state, total_batches: int):
 
     progress = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[losses]}"), TextColumn("{task.fields[speed]} img/s"),
-                        TimeRemainingColumn(), console=console, transient=True)
+                        TimeRemainingColumn(), console=console, transient=True,
+                        disable=not console.is_terminal)
     epochs = state.config.epochs - state.epoch
     task = progress.add_task("train", total=epochs * total_batches, completed=state.batch_in_epoch,
                              epoch=f"{state.epoch + 1}/{state.config.epochs}", losses="", speed="-")

@@ -1,0 +1,166 @@
+"""Generation, discriminator rejection and latent interpolation; pure functions over models.
+
+Reproducibility: latents are drawn in fixed chunks of Z_CHUNK from a generator seeded by
+`seed`, whatever the batch size; every network pass pads its rows to a multiple of
+ROW_BLOCK, because CPU GEMM kernels pick their summation order by row count, and an odd
+last batch would otherwise round a few pixels differently.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+
+from gancli import losses
+from gancli.config import TrainConfig
+from gancli.errors import GancliError
+from gancli.models import to_uint8, to_unit_range
+from gancli.streams import Samples
+
+Z_CHUNK = 1024
+ROW_BLOCK = 64
+DRS_EPSILON = 1e-6
+
+
+@torch.no_grad()
+def forward_rows(net: torch.nn.Module, x: torch.Tensor, batch_size: int, device: torch.device) -> torch.Tensor:
+    """net(x) in batches, each padded to a multiple of ROW_BLOCK rows: the same rows, the same bits."""
+    outputs = []
+    for chunk in x.split(batch_size):
+        pad = -len(chunk) % ROW_BLOCK
+        padded = torch.cat([chunk, chunk.new_zeros(pad, *chunk.shape[1:])]) if pad else chunk
+        outputs.append(net(padded.to(device))[: len(chunk)].float().cpu())
+    return torch.cat(outputs)
+
+
+def truncate(z: torch.Tensor, psi: float, rng: torch.Generator) -> torch.Tensor:
+    """Resample every component with |z_i| > psi (the truncation trick): precision up, recall down."""
+    z = z.clone()
+    while (outside := z.abs() > psi).any():
+        z[outside] = torch.randn(int(outside.sum()), generator=rng)
+    return z
+
+
+def latents(seed: int, z_dim: int, mix: bool = False, truncation: float | None = None):
+    """Endless chunks of z. `mix`: z = a z1 + (1 - a) z2, a ~ U(0, 1) per sample: also trades recall for precision."""
+    rng = torch.Generator().manual_seed(seed)
+    while True:
+        z = torch.randn(Z_CHUNK, z_dim, generator=rng)
+        if truncation is not None:
+            z = truncate(z, truncation, rng)
+        if mix:
+            other = torch.randn(Z_CHUNK, z_dim, generator=rng)
+            if truncation is not None:
+                other = truncate(other, truncation, rng)
+            a = torch.rand(Z_CHUNK, 1, generator=rng)
+            z = a * z + (1 - a) * other
+        yield z
+
+
+def score_images(config: TrainConfig, D, images: torch.Tensor, batch_size: int, device) -> torch.Tensor:
+    """Raw discriminator output v of uint8 images (fakes are scored after rounding, as `filter` sees them)."""
+    if tuple(images.shape[1:]) != tuple(config.image_shape):
+        raise GancliError(f"images are {tuple(images.shape[1:])}, the discriminator expects {tuple(config.image_shape)}")
+    return forward_rows(D, to_unit_range(images), batch_size, device)
+
+
+def threshold_accept(config: TrainConfig, threshold: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Keep x when the confidence r/(1+r) >= threshold (design note section 7)."""
+    if not 0.0 < threshold < 1.0:
+        raise GancliError(f"--reject takes a confidence in (0, 1), got {threshold}")
+    losses.log_density_ratio(config, torch.zeros(1))  # fail now for critics that estimate no ratio
+    return lambda v: losses.confidence(config, v) >= threshold
+
+
+class DiscriminatorRejection:
+    """DRS (Azadi et al. 2019): accept x with probability sigmoid(F(x)),
+
+    F(x) = logit(x) - M - log(1 - exp(logit(x) - M - eps)) - gamma,
+    where logit(x) = log r(x), M is the running maximum of logit (burn-in estimate, then
+    updated), and gamma shifts F so that its `percentile`-th percentile on the burn-in is 0.
+    """
+
+    def __init__(self, config: TrainConfig, burn_in: torch.Tensor, percentile: float, seed: int):
+        self.config = config
+        self.max_logit = losses.log_density_ratio(config, burn_in).max().item()
+        self.gamma = 0.0
+        self.gamma = torch.quantile(self._f(burn_in), percentile / 100).item()
+        self.rng = torch.Generator().manual_seed(seed)
+
+    def _f(self, v: torch.Tensor) -> torch.Tensor:
+        logit = losses.log_density_ratio(self.config, v).double()
+        shifted = logit - self.max_logit
+        return shifted - torch.log(-torch.expm1(shifted - DRS_EPSILON)) - self.gamma
+
+    def __call__(self, v: torch.Tensor) -> torch.Tensor:
+        self.max_logit = max(self.max_logit, losses.log_density_ratio(self.config, v).max().item())
+        return torch.rand(len(v), generator=self.rng, dtype=torch.float64) < torch.sigmoid(self._f(v))
+
+
+def generate(config: TrainConfig, G, D, n: int, seed: int = 0, batch_size: int = 500, device="cpu",
+             accept=None, max_draws: int | None = None, mix: bool = False, truncation: float | None = None,
+             keep_top: float | None = None, on_progress: Callable[[int, int], None] | None = None) -> Samples:
+    """n samples: images uint8, z, discriminator score v; with `accept` (v -> bool mask) only accepted ones,
+    with `keep_top` the best-scored fraction of n / keep_top draws."""
+    if n < 1:
+        raise GancliError("-n must be at least 1")
+    target = math.ceil(n / keep_top) if keep_top else n
+    max_draws = max_draws or 100 * target
+    kept_images, kept_z, kept_v = [], [], []
+    kept = drawn = 0
+    device = torch.device(device)
+    for z in latents(seed, config.z_dim, mix, truncation):
+        images = to_uint8(forward_rows(G, z, batch_size, device))
+        v = score_images(config, D, images, batch_size, device)
+        mask = accept(v) if accept else torch.ones(len(v), dtype=torch.bool)
+        take = mask.nonzero().squeeze(1)[: target - kept]
+        kept_images.append(images[take]), kept_z.append(z[take]), kept_v.append(v[take])
+        kept, drawn = kept + len(take), drawn + len(z)
+        if on_progress:
+            on_progress(kept, drawn)
+        if kept >= target:
+            break
+        if drawn >= max_draws:
+            raise GancliError(f"only {kept} of {target} samples accepted in {drawn} draws ({kept / drawn:.2%})",
+                              "lower the threshold, raise --max-draws, or use --keep-top")
+    samples = Samples(torch.cat(kept_images), torch.cat(kept_z), torch.cat(kept_v), {"drawn": drawn})
+    if keep_top:
+        samples = samples.select(top_fraction(samples.score, keep_top, n))
+    return samples
+
+
+def top_fraction(score: torch.Tensor, fraction: float, count: int | None = None) -> torch.Tensor:
+    """Indices of the `count` (default: fraction of all) highest scores, in their original order."""
+    if not 0.0 < fraction <= 1.0:
+        raise GancliError(f"--keep-top takes a fraction in (0, 1], got {fraction}")
+    count = count if count is not None else max(1, round(fraction * len(score)))
+    return torch.sort(torch.topk(score, count, sorted=False).indices).values
+
+
+def slerp(z1: torch.Tensor, z2: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation (White 2016), per row; lerp where z1, z2 are (anti)parallel."""
+    cos = torch.nn.functional.cosine_similarity(z1, z2, dim=-1).clamp(-1, 1).unsqueeze(-1)
+    omega = torch.arccos(cos)
+    sin = torch.sin(omega)
+    lerp = (1 - t) * z1 + t * z2
+    safe = sin.abs() > 1e-6
+    sin = torch.where(safe, sin, torch.ones_like(sin))
+    spherical = torch.sin((1 - t) * omega) / sin * z1 + torch.sin(t * omega) / sin * z2
+    return torch.where(safe, spherical, lerp)
+
+
+def interpolation_latents(z1: torch.Tensor, z2: torch.Tensor, steps: int, mode: str) -> torch.Tensor:
+    """[pairs * steps, z_dim], row-major by pair, endpoints included."""
+    if steps < 2:
+        raise GancliError("--steps must be at least 2 (the endpoints)")
+    t = torch.linspace(0, 1, steps).view(1, steps, 1)
+    a, b = z1.unsqueeze(1), z2.unsqueeze(1)
+    if mode == "slerp":
+        path = slerp(a.expand(-1, steps, -1), b.expand(-1, steps, -1), t.expand(len(z1), steps, 1))
+    elif mode == "lerp":
+        path = (1 - t) * a + t * b
+    else:
+        raise GancliError(f"unknown --mode {mode!r}", "use slerp or lerp")
+    return path.reshape(-1, z1.shape[1])
