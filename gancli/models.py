@@ -91,3 +91,20 @@ def to_unit_range(images: torch.Tensor) -> torch.Tensor:
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
     """float [-1, 1] -> uint8, rounding (the mapping the course template forgot)."""
     return images.add(1.0).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8)
+
+
+class MNISTClassifier(nn.Module):
+    """A small CNN for 28x28 digits: `features` (128-d penultimate layer) for FID/PR, logits for class coverage."""
+
+    def __init__(self):
+        super().__init__()
+        conv = lambda i, o: [nn.Conv2d(i, o, 3), nn.ReLU()]
+        self.body = nn.Sequential(*conv(1, 32), *conv(32, 32), nn.MaxPool2d(2), *conv(32, 64), *conv(64, 64),
+                                  nn.MaxPool2d(2), nn.Flatten(), nn.Linear(64 * 4 * 4, 128), nn.ReLU())
+        self.head = nn.Linear(128, 10)
+
+    def features(self, x):
+        return self.body(x)
+
+    def forward(self, x):
+        return self.head(self.body(x))

@@ -2,6 +2,7 @@
 
 import os
 import pty
+from pathlib import Path
 import subprocess
 import sys
 
@@ -38,6 +39,7 @@ def checkpoints(tmp_path_factory):
 def shell(command: str, cwd):
     env = {k: v for k, v in os.environ.items() if not k.startswith("GANCLI_")}
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
+    env["GANCLI_CACHE"] = str(Path(cwd) / "cache")
     return subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=cwd, env=env, capture_output=True, timeout=300)
 
 

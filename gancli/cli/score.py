@@ -1,10 +1,119 @@
-"""`gan score` (not built yet)."""
+"""`gan score`: FID, precision/recall, density/coverage, KID and class coverage."""
 
-from gancli.cli._io import user_errors
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from gancli.cli._io import console, user_errors
 from gancli.errors import GancliError
+
+Opt = typer.Option
+
+
+def reference_features(extractor, images, no_cache: bool):
+    """Reference features from the cache, keyed by (data, extractor weights, protocol version)."""
+    import numpy as np
+    import torch
+    from safetensors.numpy import load_file, save_file
+
+    from gancli.checkpoint import atomic_write
+    from gancli.data import cache_dir
+    from gancli.features import PROTOCOL_VERSION
+
+    data_hash = hashlib.sha256(images.numpy().tobytes() + str(tuple(images.shape)).encode()).hexdigest()[:16]
+    key = f"{extractor.name}-{extractor.weights_hash}-{data_hash}-v{PROTOCOL_VERSION}"
+    path = cache_dir() / "features" / f"{key}.safetensors"
+    if path.is_file() and not no_cache:
+        cached = load_file(str(path))
+        return cached["features"], cached.get("predicted")
+    features, predicted = extractor.run(images)
+    if not no_cache:
+        from safetensors.numpy import save
+
+        arrays = {"features": np.ascontiguousarray(features)} | ({"predicted": predicted} if predicted is not None else {})
+        try:
+            atomic_write(path, save(arrays))
+        except GancliError:
+            console.print(f"warning: cannot write the feature cache at {path}", highlight=False)
+    return features, predicted
+
+
+def _table(result: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"gan score ({result['extractor']}, {result['n_generated']} vs {result['n_reference']} images, k={result['k']})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in ("fid", "precision", "recall", "density", "coverage"):
+        table.add_row(key, f"{result[key]:.4f}")
+    table.add_row("kid", f"{result['kid_mean']:.5f} ± {result['kid_std']:.5f}")
+    if "classes_present" in result:
+        table.add_row("classes present", f"{result['classes_present']}/10")
+        table.add_row("class KL from uniform", f"{result['class_kl']:.4f}")
+    Console(file=sys.stdout).print(table)
 
 
 @user_errors("score")
-def score():
-    """Not built yet: exits 1."""
-    raise GancliError("gan score is not built yet", "see the README's roadmap")
+def score(
+    source: Annotated[str, typer.Argument(help="- (stdin stream), samples file, image folder or dataset name.")] = "-",
+    ref: Annotated[str, Opt("--ref", help="Reference images (any source).")] = "mnist:test",
+    features: Annotated[str, Opt("--features", help="inception (TF-2015 FID pool3) or mnist (the shipped classifier).")] = "inception",
+    n: Annotated[int, Opt("-n", help="Use the first N generated and N reference images.")] = 10000,
+    k: Annotated[int, Opt("--k", help="Neighbours for precision/recall and density/coverage.")] = 3,
+    as_json: Annotated[bool, Opt("--json", help="One JSON object on stdout.")] = False,
+    inception_weights: Annotated[Optional[str], Opt("--inception-weights", help="TorchScript FID Inception (else GANCLI_INCEPTION_WEIGHTS).")] = None,
+    no_cache: Annotated[bool, Opt("--no-cache", help="Recompute the reference features.")] = False,
+    data_dir: Annotated[Optional[str], Opt("--data-dir", help="Folder with the IDX files, for dataset sources.")] = None,
+    batch_size: Annotated[Optional[int], Opt("--batch-size", help="Images per extractor pass.")] = None,
+    device: Annotated[str, Opt("--device", help="auto, cpu or cuda.")] = "auto",
+):
+    """Compare generated images with reference images (design note section 6).
+
+    Examples:
+      gan sample -n 10000 | gan score --json
+      gan score samples.safetensors --features mnist
+      gan score mnist --ref mnist:test --features inception --inception-weights default_1.pt
+    """
+    from rich.progress import Progress
+
+    from gancli.data import load_images
+    from gancli.features import inception_extractor, mnist_extractor
+    from gancli.metrics import class_coverage, evaluate
+    from gancli.training import resolve_device
+
+    if features not in ("inception", "mnist"):
+        raise GancliError(f"unknown --features {features!r}", "use inception or mnist")
+    dev = resolve_device(device)
+    fake = load_images(source, data_dir)[:n]
+    real = load_images(ref, data_dir)[:n]
+    if len(fake) < 2 or len(real) < 2:
+        raise GancliError(f"{len(fake)} generated and {len(real)} reference images: the metrics need at least 2 of each")
+    for name, images in (("generated", fake), ("reference", real)):
+        if features == "mnist" and tuple(images.shape[1:]) != (1, 28, 28):
+            console.print(f"warning: {name} images are {tuple(images.shape[1:])}; resized to grey 28x28", highlight=False)
+    with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
+        task = progress.add_task("features", total=len(fake) + len(real))
+        done = [0]
+        advance = lambda count: progress.update(task, completed=done[0] + count)
+        if features == "inception":
+            extractor = inception_extractor(inception_weights, batch_size or 50, dev, advance)
+        else:
+            extractor = mnist_extractor(batch_size or 1000, dev, advance)
+        fake_features, predicted = extractor.run(fake)
+        done[0] = len(fake)
+        real_features, _ = reference_features(extractor, real, no_cache)
+    result = {"extractor": extractor.name, "weights_hash": extractor.weights_hash,
+              "n_generated": len(fake), "n_reference": len(real), "reference": ref}
+    result |= evaluate(real_features, fake_features, k)
+    if predicted is not None:
+        result |= class_coverage(predicted)
+    if as_json:
+        print(json.dumps(result))
+    else:
+        _table(result)
