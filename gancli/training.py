@@ -99,9 +99,9 @@ def save_state(path: Path, state: TrainState) -> None:
     ckpt.atomic_write(path, ckpt.encode({k: v.cpu() for k, v in tensors.items()}, meta))
 
 
-def load_models(path: Path, device: str = "cpu") -> tuple[TrainConfig, torch.nn.Module, torch.nn.Module, dict]:
-    """Config, G and D (eval mode) of a checkpoint, for sampling and filtering."""
-    tensors, meta = ckpt.read_file(path, "gan")
+def load_models(path: Path, device: str = "cpu", contents: tuple[dict, dict] | None = None):
+    """Config, G and D (eval mode) and metadata of a checkpoint (`contents`: its already-read tensors and metadata)."""
+    tensors, meta = contents or ckpt.read_file(path, "gan")
     config = TrainConfig.from_dict(meta["config"])
     dev = resolve_device(device)
     G, D = build_models(config)
@@ -119,9 +119,9 @@ def load_state(path: Path, changes: dict | None = None, device: str = "cpu",
     changes = {k: v for k, v in (changes or {}).items() if v is not None}
     if bad := sorted(set(changes) & set(ARCHITECTURE_FIELDS)):
         raise GancliError(f"cannot change the architecture on resume: {', '.join(bad)}", "start a new run with `gan train`")
-    old_config, G, D, meta = load_models(path, device)
+    tensors, meta = ckpt.read_file(path, "gan")
+    old_config, G, D, _ = load_models(path, device, (tensors, meta))
     config = validate(dataclasses.replace(old_config, **changes))
-    tensors, _ = ckpt.read_file(path, "gan")
     G.train(), D.train()
     dev = resolve_device(device)
     opt_g, opt_d = _optimizers(config, G, D)
@@ -151,8 +151,8 @@ def load_state(path: Path, changes: dict | None = None, device: str = "cpu",
     state = TrainState(config, G, D, opt_g, opt_d, data_rng, noise_rng, tensors["rng.data"], dev,
                        meta["epoch"], meta["step"], meta["batch_in_epoch"], meta["totals"], meta.get("parent"))
     if switched:
+        # The new objective starts on an epoch boundary, redrawn from the saved epoch-start state.
         state.parent, state.batch_in_epoch, state.totals = str(path), 0, {}
-        # The new objective starts on an epoch boundary: redraw from the saved epoch-start state.
     return state, notes
 
 

@@ -11,6 +11,7 @@ import typer
 
 from gancli.cli._io import console, parse_floats, parse_ints, user_errors
 from gancli.config import TrainConfig, make_config, validate
+from gancli.errors import GancliError
 
 Opt = typer.Option
 DataOpt = Annotated[Optional[str], Opt("--data", help="Dataset name (mnist, mnist:test, fashion-mnist), image folder or samples .safetensors.")]
@@ -146,8 +147,6 @@ def train(
                        clip_weights=clip_weights, gp_lambda=gp_lambda, ms_lambda=ms_lambda, ms_step=ms_step,
                        ms_every=ms_every)
     if div is not None and objective != "fgan":
-        from gancli.errors import GancliError
-
         raise GancliError(f"--div applies to fgan, not {objective}", "use `gan train fgan --div ...`")
     start_run(fields, data, data_dir, runs, name, device, objective)
 
