@@ -18,8 +18,7 @@ Opt = typer.Option
 def reference_features(extractor, images, no_cache: bool):
     """Reference features from the cache, keyed by (data, extractor weights, protocol version)."""
     import numpy as np
-    import torch
-    from safetensors.numpy import load_file, save_file
+    from safetensors.numpy import load_file
 
     from gancli.checkpoint import atomic_write
     from gancli.data import cache_dir
