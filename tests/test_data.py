@@ -1,5 +1,3 @@
-import gzip
-
 import numpy as np
 import pytest
 import torch
@@ -7,18 +5,7 @@ import torch
 from gancli import data
 from gancli.errors import GancliError
 from gancli.streams import Samples, write_samples
-from tests.conftest import synthetic_images
-
-
-def write_idx(folder, stem, array, gz=True):
-    """An IDX file of unsigned bytes, as MNIST ships them."""
-    folder.mkdir(parents=True, exist_ok=True)
-    header = bytes([0, 0, 8, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
-    raw = header + array.astype(np.uint8).tobytes()
-    if gz:
-        (folder / f"{stem}.gz").write_bytes(gzip.compress(raw))
-    else:
-        (folder / stem).write_bytes(raw)
+from tests.conftest import synthetic_images, write_idx
 
 
 def fake_mnist(folder, value, n=5, gz=True):

@@ -1,0 +1,86 @@
+"""examples/study.sh --smoke end to end, as a user runs it, on a 512-image synthetic MNIST folder."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import synthetic_images, write_idx
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ("vanilla", "fgan-js", "fgan-kl", "wgan", "wgan-gp", "msgan", "msgan-schedule", "dcgan-vanilla")
+
+
+def example(script: str, *args, cwd: Path, data: Path, env=None):
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("GANCLI_")}
+    full_env |= {"PATH": os.path.dirname(sys.executable) + os.pathsep + full_env["PATH"], "GANCLI_DATA": str(data),
+                 "GANCLI_CACHE": str(cwd / "cache"), **(env or {})}
+    return subprocess.run(["bash", str(ROOT / "examples" / script), *map(str, args)], cwd=cwd, env=full_env,
+                          capture_output=True, timeout=600)
+
+
+def study(out: Path, data: Path):
+    return example("study.sh", "--smoke", "--out", out, cwd=out.parent, data=data)
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    base = tmp_path_factory.mktemp("study")
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        images = synthetic_images(512, side=28, seed=len(split)).squeeze(1).numpy()
+        write_idx(base / "mnist", f"{prefix}-images-idx3-ubyte", images)
+    result = study(base / "out", base / "mnist")
+    assert result.returncode == 0, result.stderr.decode()[-3000:]
+    return base
+
+
+def test_smoke_study_writes_a_row_per_model_and_sampling(smoke):
+    table = (smoke / "out" / "results.md").read_text()
+    rows = {line.split(" | ")[0][3:-1]: line.split(" | ") for line in table.splitlines() if line.startswith("| `")}
+    for model in MODELS:
+        assert float(rows[model][3]) >= 0 and (smoke / "out" / "grids" / f"{model}.png").stat().st_size > 0
+        # a 1-epoch discriminator may reject every draw at 0.6: the row then says so instead of failing the study
+        assert rows[f"{model}+reject"][3] or "accepted" in rows[f"{model}+reject"][2]
+    assert "| `msgan+reject+mix` |" in table and "real-data floor" in table
+    assert (smoke / "out" / "runs" / "fgan-kl" / "checkpoint.safetensors").is_file()
+
+
+def test_smoke_study_is_restartable(smoke):
+    """A second run redoes only what is missing: here one sample and its score."""
+    out = smoke / "out"
+    checkpoints = {m: (out / "runs" / m / "checkpoint.safetensors").stat().st_mtime_ns for m in MODELS}
+    kept = (out / "samples" / "wgan.safetensors").stat().st_mtime_ns
+    score = (out / "scores" / "vanilla.mnist.json").read_text()
+    (out / "samples" / "vanilla.safetensors").unlink()
+    (out / "scores" / "vanilla.mnist.json").unlink()
+    result = study(out, smoke / "mnist")
+    assert result.returncode == 0, result.stderr.decode()[-3000:]
+    log = result.stderr.decode()
+    assert "gan train" not in log and "resuming" not in log and "vanilla: sampling" in log and "wgan: sampling" not in log
+    assert {m: (out / "runs" / m / "checkpoint.safetensors").stat().st_mtime_ns for m in MODELS} == checkpoints
+    assert (out / "samples" / "wgan.safetensors").stat().st_mtime_ns == kept
+    assert (out / "scores" / "vanilla.mnist.json").read_text() == score  # same seed, same images, same numbers
+
+
+def test_pipeline_and_interpolate_examples(smoke):
+    run = smoke / "out" / "runs" / "vanilla"
+    result = example("pipeline.sh", run, 128, cwd=smoke, data=smoke / "mnist")
+    assert result.returncode == 0, result.stderr.decode()[-3000:]
+    scores = json.loads(result.stdout)
+    assert scores["n_generated"] == 128 and scores["extractor"] == "mnist-classifier"
+    result = example("interpolate.sh", run, smoke / "lerp-slerp", cwd=smoke, data=smoke / "mnist")
+    assert result.returncode == 0, result.stderr.decode()[-3000:]
+    for name in ("lerp.png", "slerp.png", "strip.png", "slerp.gif"):
+        assert (smoke / "lerp-slerp" / name).stat().st_size > 0
+    assert (smoke / "lerp-slerp" / "lerp.png").read_bytes() != (smoke / "lerp-slerp" / "slerp.png").read_bytes()
+
+
+def test_pretrain_switch_example(smoke, tmp_path):
+    result = example("pretrain_switch.sh", tmp_path / "runs", cwd=tmp_path, data=smoke / "mnist",
+                     env={"PRETRAIN_EPOCHS": "1", "KL_EPOCHS": "1"})
+    assert result.returncode == 0, result.stderr.decode()[-3000:]
+    assert (tmp_path / "runs" / "js-then-kl" / "checkpoint.safetensors").is_file()
+    assert result.stdout.decode().startswith("js-then-kl: {")
