@@ -14,7 +14,7 @@ from pathlib import Path
 REFERENCE_FID = {
     "vanilla": "50.14", "fgan-js": "45.53", "fgan-kl": "44.36 (JS pre-trained)", "wgan": "94.79 / 87.54",
     "msgan": "34.84", "msgan-schedule": "39.06", "msgan+reject+mix": "27.72", "wgan-gp": "36.17",
-    "wgan-gp+reject": "17.02 (DRS)",
+    "wgan-gp+top": "17.02 (DRS)",
 }
 # a switched run's training time includes its parent's
 PARENT_RUN = {"fgan-kl": "fgan-js-pretrain"}
@@ -83,8 +83,9 @@ def main():
         f"Written by `examples/study.sh --epochs {args.epochs} -n {args.n} --inception-n {args.inception_n} "
         f"--precision {args.precision}`. Every model: the course's MLP (100-256-512-1024-784) unless its name "
         f"says dcgan, batch 64, seed 0, {args.epochs} epochs. Each row samples {args.n} images (seed 1); "
-        "`+reject` keeps draws whose discriminator confidence r/(1+r) is at least 0.6; `+mix` draws z between "
-        "two random latents.",
+        "`+reject` keeps draws whose discriminator confidence r/(1+r) is at least 0.6; `+top` keeps the "
+        "best-scored half of 2N draws (a WGAN critic estimates no density ratio to threshold); `+mix` draws z "
+        "between two random latents.",
         "",
         f"FID (Inception) compares the first {args.inception_n} generated images with the first "
         f"{args.inception_n} MNIST test images; FID (MNIST) compares {args.n} with {args.n} on the shipped "

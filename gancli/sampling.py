@@ -99,6 +99,18 @@ class DiscriminatorRejection:
         return torch.rand(len(v), generator=self.rng, dtype=torch.float64) < torch.sigmoid(self._f(v))
 
 
+def make_acceptance(config: TrainConfig, G, D, reject: float | None, method: str = "threshold",
+                    drs_percentile: float = 80.0, seed: int = 0, batch_size: int = 500, device="cpu"):
+    """The accept(v) function for `--reject` / `--reject-method`, or None. DRS burns in on the
+    discriminator scores of 10,240 fresh samples from a latent seed of its own."""
+    if method not in ("threshold", "drs"):
+        raise GancliError(f"unknown --reject-method {method!r}", "use threshold or drs")
+    if method == "drs":
+        burn_in = generate(config, G, D, 10 * 1024, seed=seed + 104729, batch_size=batch_size, device=device).score
+        return DiscriminatorRejection(config, burn_in, drs_percentile, seed + 1)
+    return threshold_accept(config, reject) if reject is not None else None
+
+
 def generate(config: TrainConfig, G, D, n: int, seed: int = 0, batch_size: int = 500, device="cpu",
              accept=None, max_draws: int | None = None, mix: bool = False, truncation: float | None = None,
              keep_top: float | None = None, on_progress: Callable[[int, int], None] | None = None) -> Samples:

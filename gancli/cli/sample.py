@@ -19,29 +19,6 @@ Reject = Annotated[Optional[float], Opt("--reject", help="Keep samples whose dis
 KeepTop = Annotated[Optional[float], Opt("--keep-top", help="Keep this fraction with the highest discriminator score (any objective).")]
 
 
-def make_acceptance(config, reject: float | None, method: str, keep_top: float | None, burn_in_scores, percentile: float, seed: int):
-    """The accept(v) function for --reject / --reject-method, or None."""
-    from gancli.sampling import DiscriminatorRejection, threshold_accept
-
-    if reject is not None and keep_top is not None:
-        raise GancliError("--reject and --keep-top exclude each other", "choose one")
-    if method not in ("threshold", "drs"):
-        raise GancliError(f"unknown --reject-method {method!r}", "use threshold or drs")
-    if method == "drs":
-        return DiscriminatorRejection(config, burn_in_scores(), percentile, seed + 1)
-    return threshold_accept(config, reject) if reject is not None else None
-
-
-def _burn_in(config, G, D, seed, batch_size, device):
-    """Discriminator scores of 10,240 fresh samples (its own latent seed), for DRS's maximum and gamma."""
-    def scores():
-        from gancli.sampling import generate
-
-        return generate(config, G, D, 10 * 1024, seed=seed + 104729, batch_size=batch_size, device=device).score
-
-    return scores
-
-
 def write_output(samples, dest: str) -> None:
     from gancli.streams import write_samples
 
@@ -78,7 +55,7 @@ def sample(
     from rich.progress import Progress
 
     from gancli.runs import resolve_checkpoint
-    from gancli.sampling import generate
+    from gancli.sampling import generate, make_acceptance
     from gancli.training import load_models, resolve_device
 
     dest = binary_output(output)
@@ -87,8 +64,9 @@ def sample(
     config, G, D, _ = load_models(path, device)
     if truncation is not None and truncation <= 0:
         raise GancliError("--truncation must be positive")
-    accept = make_acceptance(config, reject, reject_method, keep_top, _burn_in(config, G, D, seed, batch_size, dev),
-                             drs_percentile, seed)
+    if reject is not None and keep_top is not None:
+        raise GancliError("--reject and --keep-top exclude each other", "choose one")
+    accept = make_acceptance(config, G, D, reject, reject_method, drs_percentile, seed, batch_size, dev)
     with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task("sampling", total=n)
         samples = generate(config, G, D, n, seed, batch_size, dev, accept, max_draws, mix, truncation, keep_top,
@@ -128,7 +106,7 @@ def interpolate(
 
     from gancli.models import to_uint8
     from gancli.runs import resolve_checkpoint
-    from gancli.sampling import forward_rows, interpolation_latents, score_images
+    from gancli.sampling import forward_rows, interpolation_latents, score_images, threshold_accept
     from gancli.streams import Samples
     from gancli.training import load_models, resolve_device
 
@@ -139,7 +117,7 @@ def interpolate(
     path = resolve_checkpoint(checkpoint, runs)
     dev = resolve_device(device)
     config, G, D, _ = load_models(path, device)
-    accept = make_acceptance(config, reject, "threshold", None, None, 0.0, 0)
+    accept = threshold_accept(config, reject) if reject is not None else None
 
     def endpoints(pair_seed: int) -> torch.Tensor:
         rng = torch.Generator().manual_seed(pair_seed)
