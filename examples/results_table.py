@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 from pathlib import Path
 
 # FID of the reference studies (same MLP generator, 100 epochs, 10,000 PNGs, course platform).
@@ -33,6 +34,16 @@ def training_seconds(runs: Path, model: str) -> float:
     return total
 
 
+def training_note(runs: Path, model: str) -> str:
+    """Training time, and where the divergence guard stopped the run (its last good checkpoint is sampled)."""
+    text = minutes(training_seconds(runs, model))
+    stopped = runs / model / ".stopped"
+    if stopped.is_file():
+        found = re.search(r"diverged at epoch (\d+)", stopped.read_text())
+        text += f", diverged in epoch {found.group(1)}: epoch {int(found.group(1)) - 1} sampled" if found else ", stopped early"
+    return text
+
+
 def minutes(seconds: float | None) -> str:
     return "" if seconds is None else f"{seconds / 60:.1f} min"
 
@@ -56,7 +67,7 @@ def row_line(out: Path, results: Path, row: str) -> str:
         f"`{row}`", f'<img src="{grid}" width="112">', number(inception, "fid"), number(mnist, "fid"),
         *(number(quality, key) for key in ("precision", "recall", "density", "coverage")),
         "" if mnist is None else f"{mnist['classes_present']}/10, KL {mnist['class_kl']:.3f}",
-        minutes(training_seconds(out / "runs", model)),
+        training_note(out / "runs", model),
         minutes(float(sample_time.read_text()) if sample_time.is_file() else None),
         REFERENCE_FID.get(row, ""),
     ]

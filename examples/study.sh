@@ -55,18 +55,23 @@ completed() {
 
 # train NAME EPOCH GAN-ARGS...: run `gan GAN-ARGS --name NAME` until NAME has completed EPOCH epochs;
 # an interrupted run is resumed from the step where it stopped (and a finished one extended to EPOCH).
+# A run the divergence guard stops (exit 1) is a result, not a failure: it keeps its last good
+# checkpoint, gets a .stopped mark with the reason, and the study goes on; Ctrl-C still stops it.
 train() {
     local name=$1 target=$2; shift 2
-    local run=$RUNS/$name
+    local run=$RUNS/$name status=0
+    [ -f "$run/.stopped" ] && return
     if [ -f "$run/checkpoint.safetensors" ]; then
         [ "$(completed "$run")" -ge "$target" ] && return
         say "$name: resuming"
-        gan resume "$run" --epochs $(( target - $(completed "$run") ))
+        gan resume "$run" --epochs $(( target - $(completed "$run") )) 2> >(tee "$OUT/times/$name.train" >&2) || status=$?
     else
         say "$name: gan $*"
         rm -rf "$run"                       # interrupted before its first checkpoint
-        gan "$@" --runs "$RUNS" --name "$name"
+        gan "$@" --runs "$RUNS" --name "$name" 2> >(tee "$OUT/times/$name.train" >&2) || status=$?
     fi
+    [ "$status" -eq 1 ] && mkdir -p "$run" && tail -n 1 "$OUT/times/$name.train" > "$run/.stopped"
+    [ "$status" -le 1 ] || exit "$status"
 }
 
 # sample ROW MODEL SAMPLE-ARGS...: N images to samples/ROW.safetensors (written atomically). A model
