@@ -79,6 +79,7 @@ def main():
     parser.add_argument("out", type=Path)
     parser.add_argument("results", type=Path)
     parser.add_argument("--epochs", type=int, required=True)
+    parser.add_argument("--dcgan-epochs", type=int, required=True)
     parser.add_argument("-n", type=int, required=True)
     parser.add_argument("--inception-n", type=int, required=True)
     parser.add_argument("--precision", required=True)
@@ -91,9 +92,10 @@ def main():
     lines = [
         "# Results: the reference study under one protocol",
         "",
-        f"Written by `examples/study.sh --epochs {args.epochs} -n {args.n} --inception-n {args.inception_n} "
-        f"--precision {args.precision}`. Every model: the course's MLP (100-256-512-1024-784) unless its name "
-        f"says dcgan, batch 64, seed 0, {args.epochs} epochs. Each row samples {args.n} images (seed 1); "
+        f"Written by `examples/study.sh --epochs {args.epochs} --dcgan-epochs {args.dcgan_epochs} -n {args.n} "
+        f"--inception-n {args.inception_n} --precision {args.precision}`. Every model: the course's MLP "
+        f"(100-256-512-1024-784), batch 64, seed 0, {args.epochs} epochs; `dcgan-*`: the DCGAN, "
+        f"{args.dcgan_epochs} epochs. Each row samples {args.n} images (seed 1); "
         "`+reject` keeps draws whose discriminator confidence r/(1+r) is at least 0.6; `+top` keeps the "
         "best-scored half of 2N draws (a WGAN critic estimates no density ratio to threshold); `+mix` draws z "
         "between two random latents.",

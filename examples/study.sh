@@ -137,6 +137,6 @@ if [ ! -f "$OUT/scores/real-floor.mnist.json" ]; then
     mv "$OUT/scores/real-floor.mnist.json.partial" "$OUT/scores/real-floor.mnist.json"
 fi
 
-python "$(dirname "$0")/results_table.py" "$OUT" "$RESULTS" --epochs "$EPOCHS" -n "$N" \
+python "$(dirname "$0")/results_table.py" "$OUT" "$RESULTS" --epochs "$EPOCHS" --dcgan-epochs "$DCGAN_EPOCHS" -n "$N" \
     --inception-n "$INCEPTION_N" --precision "$PRECISION" "${ROWS[@]}"
 say "wrote $RESULTS"
