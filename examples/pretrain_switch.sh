@@ -11,15 +11,21 @@ PRETRAIN_EPOCHS=${PRETRAIN_EPOCHS:-5}
 KL_EPOCHS=${KL_EPOCHS:-15}
 RECIPE=(--lr 2e-4 --betas 0.5,0.999 --d-weight-decay 1e-4 --clip-grad-norm 1 --seed 0 --runs "$RUNS")
 
-gan pretrain --epochs "$PRETRAIN_EPOCHS" "${RECIPE[@]}" --name js-pretrain
-gan resume "$RUNS/js-pretrain" --div kl --epochs "$KL_EPOCHS" --runs "$RUNS" --name js-then-kl
+# guarded NAME GAN-ARGS...: exit 1 is the divergence guard at work (the last good checkpoint is
+# kept), which this example reports instead of stopping.
+guarded() {
+    local name=$1 status=0; shift
+    gan "$@" --name "$name" || status=$?
+    case $status in
+        0) echo "$name: trained to the end" >&2 ;;
+        1) echo "$name: stopped by the divergence guard; its last good checkpoint is kept" >&2 ;;
+        *) exit "$status" ;;
+    esac
+}
 
-# Same budget, no pre-training. A non-zero exit here is the guard at work, not a script error.
-if gan train fgan --div kl --epochs $(( PRETRAIN_EPOCHS + KL_EPOCHS )) "${RECIPE[@]}" --name kl-from-scratch; then
-    echo "kl-from-scratch: trained to the end" >&2
-else
-    echo "kl-from-scratch: stopped by the divergence guard; its last good checkpoint is kept" >&2
-fi
+gan pretrain --epochs "$PRETRAIN_EPOCHS" "${RECIPE[@]}" --name js-pretrain
+guarded js-then-kl resume "$RUNS/js-pretrain" --div kl --epochs "$KL_EPOCHS" --runs "$RUNS"
+guarded kl-from-scratch train fgan --div kl --epochs $(( PRETRAIN_EPOCHS + KL_EPOCHS )) "${RECIPE[@]}"
 
 for run in js-then-kl kl-from-scratch; do
     [ -f "$RUNS/$run/checkpoint.safetensors" ] || { echo "$run: no checkpoint (stopped in its first epoch)"; continue; }
