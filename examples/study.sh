@@ -4,8 +4,9 @@
 # rejection (confidence >= 0.6; for WGAN critics the best-scored half), score them against
 # MNIST test, and write one results table.
 #
-# Restartable: a step whose output exists is skipped, and a training interrupted at any moment
-# (Ctrl-C, a reboot) is continued bit-exactly by `gan resume`. Just run the script again.
+# Restartable: a step whose output exists (and is newer than its input) is skipped, and a training
+# interrupted at any moment (Ctrl-C, a reboot) is continued bit-exactly by `gan resume`. Just run the
+# script again; with more --epochs it trains the runs further and samples and scores them again.
 #
 #   export GANCLI_DATA=../shared/data/mnist                            # the four MNIST IDX .gz files
 #   export GANCLI_INCEPTION_WEIGHTS=pt_inception-2015-12-05-6726825d.pth
@@ -53,6 +54,9 @@ completed() {
         "$1/log.jsonl" 2>/dev/null || echo 0
 }
 
+# fresh OUTPUT INPUT: OUTPUT exists and INPUT is not newer (a model trained further is sampled and scored again)
+fresh() { [ -f "$1" ] && [ ! "$2" -nt "$1" ]; }
+
 # train NAME EPOCH GAN-ARGS...: run `gan GAN-ARGS --name NAME` until NAME has completed EPOCH epochs;
 # an interrupted run is resumed from the step where it stopped (and a finished one extended to EPOCH).
 # A run the divergence guard stops (exit 1) is a result, not a failure: it keeps its last good
@@ -78,8 +82,10 @@ train() {
 # whose discriminator rejects (nearly) every draw gets samples/ROW.failed, which the table reports.
 sample() {
     local row=$1 model=$2; shift 2
-    [ -f "$OUT/samples/$row.safetensors" ] || [ -f "$OUT/samples/$row.failed" ] && return
+    local checkpoint=$RUNS/$model/checkpoint.safetensors
+    fresh "$OUT/samples/$row.safetensors" "$checkpoint" || fresh "$OUT/samples/$row.failed" "$checkpoint" && return
     say "$row: sampling"
+    rm -f "$OUT/samples/$row.failed"
     local start=$SECONDS
     if gan sample "$RUNS/$model" -n "$N" --seed 1 --max-draws $(( DRAWS * N )) "$@" --grid "$OUT/grids/$row.png" \
         -o "$OUT/samples/$row.safetensors" 2> "$OUT/times/$row.log"; then
@@ -93,7 +99,7 @@ sample() {
 score() {
     local row=$1 features=$2 count=${3:-$N}
     local json=$OUT/scores/$row.$features.json
-    [ -f "$json" ] || [ ! -f "$OUT/samples/$row.safetensors" ] && return
+    fresh "$json" "$OUT/samples/$row.safetensors" || [ ! -f "$OUT/samples/$row.safetensors" ] && return
     say "$row: scoring with $features features"
     gan score "$OUT/samples/$row.safetensors" --ref mnist:test --features "$features" -n "$count" \
         --precision "$PRECISION" --json > "$json.partial"

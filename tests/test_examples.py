@@ -51,19 +51,23 @@ def test_smoke_study_writes_a_row_per_model_and_sampling(smoke):
 
 
 def test_smoke_study_is_restartable(smoke):
-    """A second run redoes only what is missing: here one sample and its score."""
+    """A second run redoes only what is missing or stale: a deleted sample and its score, and the
+    samples and scores of a model trained further (here, its checkpoint touched)."""
     out = smoke / "out"
-    checkpoints = {m: (out / "runs" / m / "checkpoint.safetensors").stat().st_mtime_ns for m in MODELS}
-    kept = (out / "samples" / "wgan.safetensors").stat().st_mtime_ns
     score = (out / "scores" / "vanilla.mnist.json").read_text()
     (out / "samples" / "vanilla.safetensors").unlink()
     (out / "scores" / "vanilla.mnist.json").unlink()
+    os.utime(out / "runs" / "wgan" / "checkpoint.safetensors")
+    checkpoints = {m: (out / "runs" / m / "checkpoint.safetensors").stat().st_mtime_ns for m in MODELS}
+    kept = (out / "samples" / "msgan.safetensors").stat().st_mtime_ns
     result = study(out, smoke / "mnist")
     assert result.returncode == 0, result.stderr.decode()[-3000:]
     log = result.stderr.decode()
-    assert "gan train" not in log and "resuming" not in log and "vanilla: sampling" in log and "wgan: sampling" not in log
+    assert "gan train" not in log and "resuming" not in log and "msgan: sampling" not in log
+    for row in ("vanilla", "wgan", "wgan+top"):
+        assert f"== {row}: sampling" in log and f"== {row}: scoring with mnist" in log
     assert {m: (out / "runs" / m / "checkpoint.safetensors").stat().st_mtime_ns for m in MODELS} == checkpoints
-    assert (out / "samples" / "wgan.safetensors").stat().st_mtime_ns == kept
+    assert (out / "samples" / "msgan.safetensors").stat().st_mtime_ns == kept
     assert (out / "scores" / "vanilla.mnist.json").read_text() == score  # same seed, same images, same numbers
 
 
