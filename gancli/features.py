@@ -181,7 +181,7 @@ def load_inception(path: Path, device) -> torch.nn.Module:
 
 
 def inception_precision(precision: str, device) -> str:
-    """`auto`: bf16 autocast on CPUs with native bf16 (3.9x faster there, FID within 0.3% of fp32:
+    """`auto`: bf16 autocast on CPUs with native bf16 (1.9x faster than fp32 there, FID within 0.3%:
     benchmarks/score_speed.py), fp32 elsewhere."""
     if precision != "auto":
         return precision

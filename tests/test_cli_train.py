@@ -31,6 +31,9 @@ def test_help_lists_every_command_and_each_command_has_help(gan):
     for command in COMMANDS:
         out = gan(command, "--help", check=0).stdout.decode()
         assert "Usage" in out and "Example" in out
+    # rich markup must not swallow a bracketed phrase of the help text
+    out = gan("train", "fgan", "--help", check=0).stdout.decode()
+    assert "Batch size [default: 64]." in out and "(-E[g_f(v)], default)" in out
 
 
 def test_resume_is_bit_exact_through_the_cli(gan, tmp_path, tiny_data):

@@ -16,7 +16,7 @@ Opt = typer.Option
 @user_errors("filter")
 def filter_images(
     source: Annotated[str, typer.Argument(help="- (stdin stream), samples file, image folder or dataset name.")] = "-",
-    ckpt: Annotated[Optional[str], Opt("--ckpt", help="Checkpoint whose discriminator scores [default: the latest run].")] = None,
+    ckpt: Annotated[Optional[str], Opt("--ckpt", help="Checkpoint whose discriminator scores \\[default: the latest run].")] = None,
     reject: Reject = None,
     keep_top: KeepTop = None,
     output: Output = None,

@@ -11,9 +11,9 @@ from gancli.cli._io import binary_output, console, parse_ints, user_errors
 from gancli.errors import GancliError
 
 Opt = typer.Option
-Checkpoint = Annotated[Optional[str], typer.Argument(help="Checkpoint or run folder [default: the latest run].")]
+Checkpoint = Annotated[Optional[str], typer.Argument(help="Checkpoint or run folder \\[default: the latest run].")]
 Runs = Annotated[Optional[str], Opt("--runs", help="Runs folder for the latest run (else GANCLI_RUNS, else ./runs).")]
-Output = Annotated[Optional[str], Opt("-o", "--output", help="- (stdout stream), FILE.safetensors or a folder of PNGs [default: - when piped].")]
+Output = Annotated[Optional[str], Opt("-o", "--output", help="- (stdout stream), FILE.safetensors or a folder of PNGs \\[default: - when piped].")]
 Device = Annotated[str, Opt("--device", help="auto, cpu or cuda.")]
 Reject = Annotated[Optional[float], Opt("--reject", help="Keep samples whose discriminator confidence r/(1+r) >= this, e.g. 0.6.")]
 KeepTop = Annotated[Optional[float], Opt("--keep-top", help="Keep this fraction with the highest discriminator score (any objective).")]
@@ -39,7 +39,7 @@ def sample(
     reject_method: Annotated[str, Opt("--reject-method", help="threshold (confidence >= --reject) or drs (Azadi et al. 2019).")] = "threshold",
     drs_percentile: Annotated[float, Opt("--drs-percentile", help="DRS gamma: this percentile of F on the burn-in maps to acceptance 1/2.")] = 80.0,
     keep_top: KeepTop = None,
-    max_draws: Annotated[Optional[int], Opt("--max-draws", help="Give up after this many draws [default: 100 n].")] = None,
+    max_draws: Annotated[Optional[int], Opt("--max-draws", help="Give up after this many draws \\[default: 100 n].")] = None,
     mix: Annotated[bool, Opt("--mix", help="z = a z1 + (1-a) z2, a ~ U(0,1): precision up, recall down.")] = False,
     truncation: Annotated[Optional[float], Opt("--truncation", help="Resample latent components beyond PSI: precision up, recall down.")] = None,
     runs: Runs = None, device: Device = "auto",
@@ -89,7 +89,7 @@ def interpolate(
     pairs: Annotated[int, Opt("--pairs", help="Rows: pairs of endpoints.")] = 8,
     steps: Annotated[int, Opt("--steps", help="Images per row, endpoints included.")] = 10,
     mode: Annotated[str, Opt("--mode", help="slerp (White 2016) or lerp.")] = "slerp",
-    seeds: Annotated[Optional[str], Opt("--seeds", help="One seed per pair, e.g. 3,7,11 [default: --seed, --seed+1, ...].")] = None,
+    seeds: Annotated[Optional[str], Opt("--seeds", help="One seed per pair, e.g. 3,7,11 \\[default: --seed, --seed+1, ...].")] = None,
     seed: Annotated[int, Opt("--seed", help="First seed when --seeds is not given.")] = 0,
     reject: Reject = None,
     output: Annotated[Optional[str], Opt("-o", "--output", help="grid.png, anim.gif, frames.safetensors, - or a folder.")] = "interpolation.png",

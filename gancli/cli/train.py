@@ -19,30 +19,30 @@ DataDir = Annotated[Optional[str], Opt("--data-dir", help="Folder with the IDX f
 Runs = Annotated[Optional[str], Opt("--runs", help="Runs folder (else GANCLI_RUNS, else ./runs).")]
 Name = Annotated[Optional[str], Opt("--name", help="Run name (default: objective and time).")]
 Epochs = Annotated[Optional[int], Opt("--epochs", help="Epochs to train.")]
-BatchSize = Annotated[Optional[int], Opt("--batch-size", help="Batch size [default: 64].")]
-Seed = Annotated[Optional[int], Opt("--seed", help="Seed: a run is reproducible [default: 0].")]
+BatchSize = Annotated[Optional[int], Opt("--batch-size", help="Batch size \\[default: 64].")]
+Seed = Annotated[Optional[int], Opt("--seed", help="Seed: a run is reproducible \\[default: 0].")]
 Device = Annotated[str, Opt("--device", help="auto (prefers CUDA), cpu or cuda.")]
 Arch = Annotated[Optional[str], Opt("--arch", help="mlp (100-256-512-1024-784) or dcgan.")]
-ZDim = Annotated[Optional[int], Opt("--z-dim", help="Latent size [default: 100].")]
-GHidden = Annotated[Optional[str], Opt("--g-hidden", help="MLP generator widths [default: 256,512,1024].")]
-DHidden = Annotated[Optional[str], Opt("--d-hidden", help="MLP discriminator widths [default: 1024,512,256].")]
-ConvWidth = Annotated[Optional[int], Opt("--conv-width", help="DCGAN base channels [default: 64].")]
+ZDim = Annotated[Optional[int], Opt("--z-dim", help="Latent size \\[default: 100].")]
+GHidden = Annotated[Optional[str], Opt("--g-hidden", help="MLP generator widths \\[default: 256,512,1024].")]
+DHidden = Annotated[Optional[str], Opt("--d-hidden", help="MLP discriminator widths \\[default: 1024,512,256].")]
+ConvWidth = Annotated[Optional[int], Opt("--conv-width", help="DCGAN base channels \\[default: 64].")]
 Div = Annotated[Optional[str], Opt("--div", help="f-divergence: kl, reverse-kl, pearson, neyman, squared-hellinger, jeffrey, js, gan, total-variation, alpha.")]
-Alpha = Annotated[Optional[float], Opt("--alpha", help="Order of the alpha divergence (not 0 or 1) [default: 0.5].")]
-GLoss = Annotated[Optional[str], Opt("--g-loss", help="alternative (-E[g_f(v)], default) or minimax.")]
-Optimizer = Annotated[Optional[str], Opt("--optimizer", help="adam, rmsprop or sgd [default: per objective].")]
-Lr = Annotated[Optional[float], Opt("--lr", help="Learning rate of both networks [default: per objective].")]
+Alpha = Annotated[Optional[float], Opt("--alpha", help="Order of the alpha divergence (not 0 or 1) \\[default: 0.5].")]
+GLoss = Annotated[Optional[str], Opt("--g-loss", help="alternative (-E\\[g_f(v)], default) or minimax.")]
+Optimizer = Annotated[Optional[str], Opt("--optimizer", help="adam, rmsprop or sgd \\[default: per objective].")]
+Lr = Annotated[Optional[float], Opt("--lr", help="Learning rate of both networks \\[default: per objective].")]
 LrD = Annotated[Optional[float], Opt("--lr-d", help="Discriminator learning rate.")]
 LrG = Annotated[Optional[float], Opt("--lr-g", help="Generator learning rate.")]
 Betas = Annotated[Optional[str], Opt("--betas", help="Adam betas, e.g. 0.5,0.999.")]
 DWeightDecay = Annotated[Optional[float], Opt("--d-weight-decay", help="Discriminator weight decay.")]
 ClipGradNorm = Annotated[Optional[float], Opt("--clip-grad-norm", help="Rescale gradients to norm C when their norm is >= C.")]
 NCritic = Annotated[Optional[int], Opt("--n-critic", help="Discriminator steps per generator step.")]
-ClipWeights = Annotated[Optional[float], Opt("--clip-weights", help="WGAN weight clipping c [default for wgan: 0.01].")]
-GpLambda = Annotated[Optional[float], Opt("--gp-lambda", help="Gradient penalty weight [default for wgan-gp: 10].")]
+ClipWeights = Annotated[Optional[float], Opt("--clip-weights", help="WGAN weight clipping c \\[default for wgan: 0.01].")]
+GpLambda = Annotated[Optional[float], Opt("--gp-lambda", help="Gradient penalty weight \\[default for wgan-gp: 10].")]
 MsLambda = Annotated[Optional[float], Opt("--ms-lambda", help="Mode-seeking (MSGAN) weight; 0 turns it off.")]
 MsStep = Annotated[Optional[float], Opt("--ms-step", help="Add this to the mode-seeking weight every --ms-every epochs.")]
-MsEvery = Annotated[Optional[int], Opt("--ms-every", help="Epochs between mode-seeking weight steps [default: 10].")]
+MsEvery = Annotated[Optional[int], Opt("--ms-every", help="Epochs between mode-seeking weight steps \\[default: 10].")]
 Precision = Annotated[Optional[str], Opt("--precision", help="fp32 (default) or bf16 autocast: faster on CPUs with bf16, other numerics.")]
 DDropout = Annotated[Optional[float], Opt("--d-dropout", help="Dropout in the discriminator, e.g. 0.3.")]
 
@@ -177,8 +177,8 @@ def pretrain(
 
 @user_errors("resume")
 def resume(
-    checkpoint: Annotated[Optional[str], typer.Argument(help="Checkpoint or run folder [default: the latest run].")] = None,
-    epochs: Annotated[Optional[int], Opt("--epochs", help="Epochs MORE [default: finish an interrupted run, else as many as it was configured for].")] = None,
+    checkpoint: Annotated[Optional[str], typer.Argument(help="Checkpoint or run folder \\[default: the latest run].")] = None,
+    epochs: Annotated[Optional[int], Opt("--epochs", help="Epochs MORE \\[default: finish an interrupted run, else as many as it was configured for].")] = None,
     div: Annotated[Optional[str], Opt("--div", help="Switch to this f-divergence: a new run whose parent is CHECKPOINT.")] = None,
     alpha: Alpha = None, g_loss: GLoss = None,
     reset_optimizer: Annotated[bool, Opt("--reset-optimizer", help="Drop the optimizer moments.")] = False,
