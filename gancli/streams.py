@@ -51,14 +51,37 @@ def read_samples(raw: bytes, origin: str) -> Samples:
     return Samples(images, tensors.get("z"), tensors.get("score"), meta)
 
 
-def write_png_folder(images: torch.Tensor, folder: Path) -> None:
+def to_pil(image: torch.Tensor):
+    """uint8 [C, H, W] -> a PIL image: grayscale for one channel, RGB for three."""
     from PIL import Image
 
+    array = image.permute(1, 2, 0).numpy()
+    return Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
+
+
+def tile(images: torch.Tensor, nrow: int, padding: int = 2) -> torch.Tensor:
+    """uint8 [N, C, H, W] -> one uint8 [C, H', W'] picture, nrow images a row, each framed by `padding`
+    black pixels: torchvision's make_grid layout, without importing torchvision (1.6 s a command)."""
+    n, channels, height, width = images.shape
+    columns = min(nrow, n)
+    rows = -(-n // columns)
+    picture = torch.zeros(channels, rows * (height + padding) + padding, columns * (width + padding) + padding,
+                          dtype=torch.uint8)
+    for i, image in enumerate(images):
+        top, left = (padding + (height + padding) * (i // columns), padding + (width + padding) * (i % columns))
+        picture[:, top:top + height, left:left + width] = image
+    return picture
+
+
+def save_png_grid(images: torch.Tensor, path: Path | str, nrow: int = 8) -> None:
+    to_pil(tile(images, nrow)).save(path)
+
+
+def write_png_folder(images: torch.Tensor, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     width = max(6, len(str(len(images) - 1)))
-    arrays = images.permute(0, 2, 3, 1).numpy()
-    for i, array in enumerate(arrays):
-        Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array).save(folder / f"{i:0{width}d}.png")
+    for i, image in enumerate(images):
+        to_pil(image).save(folder / f"{i:0{width}d}.png")
 
 
 def write_samples(samples: Samples, dest: str, stdout: BinaryIO | None = None) -> None:

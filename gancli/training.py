@@ -23,8 +23,9 @@ from gancli import checkpoint as ckpt
 from gancli import losses
 from gancli.config import ARCHITECTURE_FIELDS, OBJECTIVE_FIELDS, TrainConfig, validate
 from gancli.errors import GancliError, TrainingInterrupted
-from gancli.models import build_models, to_unit_range
+from gancli.models import build_models, to_uint8, to_unit_range
 from gancli.runs import CHECKPOINT, append_log
+from gancli.streams import save_png_grid
 
 GRID_SIZE = 64
 # Fields of a log record that measure the machine rather than the run.
@@ -267,8 +268,6 @@ class _SigintFlag:
 
 
 def save_grid(G: torch.nn.Module, config: TrainConfig, path: Path, device: torch.device) -> None:
-    from torchvision.utils import save_image
-
     z = torch.randn(GRID_SIZE, config.z_dim, generator=torch.Generator().manual_seed(config.seed + 7919))
     was_training = G.training
     G.eval()
@@ -276,7 +275,7 @@ def save_grid(G: torch.nn.Module, config: TrainConfig, path: Path, device: torch
         images = G(z.to(device)).cpu()
     G.train(was_training)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_image(images, path, nrow=8, normalize=True, value_range=(-1, 1))
+    save_png_grid(to_uint8(images), path, nrow=8)
 
 
 def train(state: TrainState, images: torch.Tensor, run: Path,

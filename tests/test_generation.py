@@ -6,13 +6,14 @@ from pathlib import Path
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
 from gancli.config import make_config
 from gancli.data import load_samples
 from gancli.sampling import interpolation_latents, slerp
-from gancli.streams import read_samples
+from gancli.streams import read_samples, tile
 from gancli.training import new_state, save_state, train
 from tests.conftest import run_gan, synthetic_images
 
@@ -67,7 +68,21 @@ def test_folder_and_file_outputs_hold_the_same_pixels(checkpoints, tmp_path):
     run_gan("sample", ckpt, "-n", "20", "-o", "s.safetensors", "--grid", "g.png", cwd=tmp_path, check=0)
     from_pngs = load_samples(str(tmp_path / "pngs")).images
     assert torch.equal(from_pngs, load_samples(str(tmp_path / "s.safetensors")).images)
-    assert len(list((tmp_path / "pngs").glob("*.png"))) == 20 and (tmp_path / "g.png").exists()
+    assert len(list((tmp_path / "pngs").glob("*.png"))) == 20
+    from PIL import Image
+
+    grid = torch.from_numpy(np.asarray(Image.open(tmp_path / "g.png")))
+    side = from_pngs.shape[-1]
+    top_left = 2 + side + 2  # image 9 is in row 1, column 1 of 8, each framed by 2 black pixels
+    assert torch.equal(grid[top_left:top_left + side, top_left:top_left + side], from_pngs[9, 0])
+
+
+@pytest.mark.parametrize("n, nrow, channels", [(64, 8, 1), (10, 4, 1), (3, 8, 3)])
+def test_grids_are_laid_out_as_torchvision_make_grid(n, nrow, channels):
+    from torchvision.utils import make_grid
+
+    images = torch.randint(0, 256, (n, channels, 5, 6), dtype=torch.uint8)
+    assert torch.equal(tile(images, nrow), make_grid(images, nrow=nrow)[:channels])
 
 
 def test_same_seed_same_images_whatever_the_batch_size(checkpoints, tmp_path):

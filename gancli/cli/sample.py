@@ -77,9 +77,9 @@ def sample(
     samples.meta |= {"source": str(path), "seed": seed, "reject": reject, "reject_method": reject_method,
                      "keep_top": keep_top, "mix": mix, "truncation": truncation, "objective": config.label}
     if grid:
-        from torchvision.utils import save_image
+        from gancli.streams import save_png_grid
 
-        save_image(samples.images[:64].float() / 255, grid, nrow=8)
+        save_png_grid(samples.images[:64], grid, nrow=8)
     write_output(samples, dest)
 
 
@@ -134,9 +134,9 @@ def interpolate(
     z = interpolation_latents(ends[:, 0], ends[:, 1], steps, mode)
     images = to_uint8(forward_rows(G, z, 500, dev))
     if dest.endswith(".png"):
-        from torchvision.utils import save_image
+        from gancli.streams import save_png_grid
 
-        save_image(images.float() / 255, dest, nrow=steps)
+        save_png_grid(images, dest, nrow=steps)
         console.print(f"wrote {len(pair_seeds)}x{steps} grid to {dest}", highlight=False)
     elif dest.endswith(".gif"):
         save_gif(images.view(len(pair_seeds), steps, *images.shape[1:]), Path(dest))
@@ -148,11 +148,9 @@ def interpolate(
 
 def save_gif(frames, path: Path) -> None:
     """[pairs, steps, C, H, W] -> an animated GIF: one frame per step, pairs side by side, there and back."""
-    from PIL import Image
-    from torchvision.utils import make_grid
+    from gancli.streams import tile, to_pil
 
     pictures = []
     for t in list(range(frames.shape[1])) + list(range(frames.shape[1] - 2, 0, -1)):
-        grid = make_grid(frames[:, t], nrow=frames.shape[0], pad_value=0)
-        pictures.append(Image.fromarray(grid.permute(1, 2, 0).numpy()).convert("P"))
+        pictures.append(to_pil(tile(frames[:, t], nrow=frames.shape[0])).convert("P"))
     pictures[0].save(path, save_all=True, append_images=pictures[1:], duration=80, loop=0)
