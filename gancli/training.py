@@ -167,9 +167,11 @@ def _grad_norm(params, clip: float) -> float:
 
 
 def _diverged(state: TrainState, what: str, run: Path) -> GancliError:
+    # a run stopped in its first epoch has no checkpoint of its own; a switched run's is its parent's
+    last_good = run / CHECKPOINT if (run / CHECKPOINT).is_file() else state.parent
+    kept = f"the last good checkpoint (epoch {state.epoch}) is {last_good}" if last_good else "no epoch had finished"
     return GancliError(
-        f"training diverged at epoch {state.epoch + 1}, step {state.step}: {what}; "
-        f"nothing was written, the last good checkpoint (epoch {state.epoch}) is {run / CHECKPOINT}",
+        f"training diverged at epoch {state.epoch + 1}, step {state.step}: {what}; nothing was written, {kept}",
         "known cures: JS pre-training (`gan pretrain`, then `gan resume --div ...`), a lower --lr, "
         "--clip-grad-norm 1, --d-weight-decay 1e-4",
     )

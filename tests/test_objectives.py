@@ -52,6 +52,21 @@ def test_guard_stops_on_an_exploding_step_and_keeps_the_last_checkpoint(tmp_path
     tensors, meta = ckpt.read_file(tmp_path / "checkpoint.safetensors", "gan")
     assert meta["epoch"] == 1 and all(torch.isfinite(t.float()).all() for t in tensors.values())
     assert len((tmp_path / "log.jsonl").read_text().splitlines()) == 1
+    assert f"(epoch 1) is {tmp_path / 'checkpoint.safetensors'}" in message
+
+
+def test_guard_in_a_switched_runs_first_epoch_points_to_its_parent(tmp_path):
+    state = new_state(make_config("fgan", div="kl", **{**SMALL, "epochs": 3}))
+    state.epoch, state.parent = 2, str(tmp_path / "js" / "checkpoint.safetensors")
+
+    def explode(state, scalars):
+        with torch.no_grad():
+            next(state.D.parameters()).mul_(1e30)
+
+    with pytest.raises(GancliError) as err:
+        train(state, synthetic_images(), tmp_path / "kl", on_step=explode)
+    assert f"the last good checkpoint (epoch 2) is {state.parent}" in str(err.value)
+    assert not (tmp_path / "kl" / "checkpoint.safetensors").exists()
 
 
 def test_wgan_clips_critic_weights(tmp_path):
