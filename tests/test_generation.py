@@ -71,7 +71,7 @@ def test_folder_and_file_outputs_hold_the_same_pixels(checkpoints, tmp_path):
     assert len(list((tmp_path / "pngs").glob("*.png"))) == 20
     from PIL import Image
 
-    grid = torch.from_numpy(np.asarray(Image.open(tmp_path / "g.png")))
+    grid = torch.from_numpy(np.array(Image.open(tmp_path / "g.png")))
     side = from_pngs.shape[-1]
     top_left = 2 + side + 2  # image 9 is in row 1, column 1 of 8, each framed by 2 black pixels
     assert torch.equal(grid[top_left:top_left + side, top_left:top_left + side], from_pngs[9, 0])
