@@ -36,14 +36,18 @@ def test_every_objective_trains_an_epoch_with_finite_values(tmp_path, objective,
         assert "wasserstein" in record
 
 
+def blow_up_discriminator(state):
+    with torch.no_grad():
+        next(state.D.parameters()).mul_(1e30)
+
+
 def test_guard_stops_on_an_exploding_step_and_keeps_the_last_checkpoint(tmp_path):
     state = new_state(make_config("fgan", div="kl", **{**SMALL, "epochs": 3}))
     images = synthetic_images()
 
     def explode(state, scalars):
         if state.epoch == 1 and state.batch_in_epoch == 3:
-            with torch.no_grad():
-                next(state.D.parameters()).mul_(1e30)  # a step that blows the discriminator up
+            blow_up_discriminator(state)
 
     with pytest.raises(GancliError) as err:
         train(state, images, tmp_path, on_step=explode)
@@ -58,13 +62,8 @@ def test_guard_stops_on_an_exploding_step_and_keeps_the_last_checkpoint(tmp_path
 def test_guard_in_a_switched_runs_first_epoch_points_to_its_parent(tmp_path):
     state = new_state(make_config("fgan", div="kl", **{**SMALL, "epochs": 3}))
     state.epoch, state.parent = 2, str(tmp_path / "js" / "checkpoint.safetensors")
-
-    def explode(state, scalars):
-        with torch.no_grad():
-            next(state.D.parameters()).mul_(1e30)
-
     with pytest.raises(GancliError) as err:
-        train(state, synthetic_images(), tmp_path / "kl", on_step=explode)
+        train(state, synthetic_images(), tmp_path / "kl", on_step=lambda state, scalars: blow_up_discriminator(state))
     assert f"the last good checkpoint (epoch 2) is {state.parent}" in str(err.value)
     assert not (tmp_path / "kl" / "checkpoint.safetensors").exists()
 
