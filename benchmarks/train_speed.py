@@ -23,8 +23,8 @@ from torch import nn
 
 from gancli.config import make_config
 from gancli.data import load_images, resolve_idx
-from gancli.training import new_state, train_step
 from gancli.models import to_unit_range
+from gancli.training import new_state, train_step
 
 FLOP_PER_IMAGE_STEP = 35e6
 

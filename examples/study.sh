@@ -68,7 +68,7 @@ train() {
     if [ -f "$run/checkpoint.safetensors" ]; then
         [ "$(completed "$run")" -ge "$target" ] && return
         say "$name: resuming"
-        gan resume "$run" --epochs $(( target - $(completed "$run") )) 2> >(tee "$OUT/times/$name.train" >&2) || status=$?
+        gan resume "$run" --until-epoch "$target" 2> >(tee "$OUT/times/$name.train" >&2) || status=$?
     else
         say "$name: gan $*"
         rm -rf "$run"                       # interrupted before its first checkpoint

@@ -40,12 +40,15 @@ def decode(raw: bytes, origin: str, kind: str) -> tuple[dict[str, torch.Tensor],
         meta = json.loads(header.get("__metadata__", {}).get("gancli", "null"))
         tensors = st_load(raw)
     except Exception as e:  # struct, json and safetensors each raise their own kinds
-        raise GancliError(f"{origin} is not a readable safetensors file ({str(e).splitlines()[0][:120]})",
+        reason = (str(e).splitlines() or [type(e).__name__])[0][:120]
+        raise GancliError(f"{origin} is not a readable safetensors file ({reason})",
                           "the file may be truncated or of another format") from None
     if not isinstance(meta, dict) or "kind" not in meta:
         raise GancliError(f"{origin} is a safetensors file without gancli metadata", "was it written by gan?")
+    if not isinstance(meta.get("schema", 0), int):
+        raise GancliError(f"{origin} has a malformed gancli schema field", "was it written by gan?")
     if meta["kind"] != kind:
-        raise GancliError(f"{origin} holds {meta['kind']!r}, expected {kind!r}",
+        raise GancliError(f"{origin} holds {str(meta['kind'])[:40]!r}, expected {kind!r}",
                           "pass a checkpoint (runs/NAME/checkpoint.safetensors)" if kind == "gan"
                           else "pass a samples stream, e.g. from `gan sample`")
     if meta.get("schema", 0) > SCHEMA:
@@ -54,7 +57,10 @@ def decode(raw: bytes, origin: str, kind: str) -> tuple[dict[str, torch.Tensor],
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Temp file in the same folder, fsync, rename: a reader sees the old file or the new one."""
+    """Temp file in the same folder, fsync, rename: a reader sees the old file or the new one.
+
+    A failed write (disk full, permission lost) removes the temp file and raises a GancliError
+    that says the previous file is unchanged."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -70,6 +76,11 @@ def atomic_write(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        kept = f"the previous {path.name} is unchanged" if path.exists() else "nothing was written"
+        raise GancliError(f"cannot write {path}: {e.strerror or e}; {kept}",
+                          "free some disk space or fix the folder's permissions") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -21,8 +21,12 @@ OPTIMIZERS = ("adam", "rmsprop", "sgd")
 G_LOSSES = ("alternative", "minimax")
 PRECISIONS = ("fp32", "bf16")
 
-# Fields that shape the networks: on resume they always come from the checkpoint.
-ARCHITECTURE_FIELDS = ("arch", "z_dim", "g_hidden", "d_hidden", "conv_width", "image_shape")
+DEVICES = ("auto", "cpu", "cuda")
+
+# Fields fixed when a run starts: they shape the networks (d_dropout adds modules to the MLP
+# discriminator, so its weights would no longer load) or seed its randomness (the RNG states
+# come from the checkpoint). On resume a different value is refused, the same one accepted.
+LOCKED_FIELDS = ("arch", "z_dim", "g_hidden", "d_hidden", "conv_width", "image_shape", "d_dropout", "seed")
 # Fields that define what is optimised: changing one on resume starts a new child run.
 OBJECTIVE_FIELDS = ("objective", "div", "alpha", "g_loss")
 
@@ -64,9 +68,16 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
+    def from_dict(cls, values: dict) -> TrainConfig:
+        """A config read from a file: anything malformed is a GancliError, never a traceback."""
+        if not isinstance(values, dict):
+            raise GancliError("the config is not a JSON object")
+        known = {f.name: f for f in dataclasses.fields(cls)}
         cleaned = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in known}
+        for name, value in cleaned.items():
+            default = known[name].default
+            if not _same_kind(value, default):
+                raise GancliError(f"config field {name} is {value!r}, expected a value like {default!r}")
         return validate(cls(**cleaned))
 
     def ms_lambda_at(self, epoch: int) -> float:
@@ -75,7 +86,27 @@ class TrainConfig:
 
     @property
     def label(self) -> str:
-        return f"fgan-{self.div}" if self.objective == "fgan" else self.objective
+        """What is optimised, e.g. `vanilla`, `fgan-kl`, `fgan-alpha2.0`; with --g-loss minimax, `-minimax` added."""
+        name = self.objective
+        if self.objective == "fgan":
+            name = f"fgan-{self.div}" + (f"{self.alpha:g}" if self.div == "alpha" else "")
+        return name + ("-minimax" if self.g_loss == "minimax" and self.objective not in ("wgan", "wgan-gp") else "")
+
+    @property
+    def trained_objective(self) -> tuple:
+        """The fields that define what is optimised, less those this objective ignores (alpha
+        outside the alpha divergence, the divergence outside f-GAN): equal tuples, same objective."""
+        return (self.objective, self.div if self.objective == "fgan" else None,
+                self.alpha if self.objective == "fgan" and self.div == "alpha" else None,
+                None if self.objective in ("wgan", "wgan-gp") else self.g_loss)
+
+
+def _same_kind(value, default) -> bool:
+    if isinstance(default, tuple):
+        return isinstance(value, tuple) and len(value) > 0 and all(_same_kind(v, default[0]) for v in value)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return type(value) is type(default)
 
 
 # The papers' settings: vanilla / f-GAN (Radford et al. 2015), WGAN (Arjovsky et al. 2017),
@@ -92,9 +123,18 @@ def make_config(objective: str, **overrides) -> TrainConfig:
     """Defaults of the objective, then every override that is not None."""
     if objective not in OBJECTIVES:
         raise GancliError(f"unknown objective {objective!r}", f"choose one of {', '.join(OBJECTIVES)}")
-    values = {"objective": objective, **OBJECTIVE_DEFAULTS[objective]}
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return validate(TrainConfig(**values))
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    config = validate(TrainConfig(**{"objective": objective, **OBJECTIVE_DEFAULTS[objective], **overrides}))
+    check_objective_options(config, overrides)
+    return config
+
+
+def check_objective_options(config: TrainConfig, given: dict) -> None:
+    """Refuse options the objective would silently ignore: --div outside f-GAN, --alpha outside the alpha divergence."""
+    _check("div" not in given or config.objective == "fgan", f"--div applies to fgan, not {config.objective}",
+           "use `gan train fgan --div ...`")
+    _check("alpha" not in given or (config.objective == "fgan" and config.div == "alpha"),
+           f"--alpha applies to --div alpha, not {config.label}", "add --div alpha, or drop --alpha")
 
 
 def _check(condition: bool, message: str, hint: str | None = None) -> None:

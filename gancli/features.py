@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -135,7 +136,7 @@ def state_dict_from_torchscript(scripted) -> dict[str, torch.Tensor] | None:
     if len(source) != 4 * len(convs):
         return None
     state_dict = {}
-    for name, (weight, beta, mean, var) in zip(convs, zip(*[iter(source)] * 4)):
+    for name, (weight, beta, mean, var) in zip(convs, zip(*[iter(source)] * 4, strict=True), strict=True):
         if weight.shape != target[f"{name}.conv.weight"].shape or beta.shape != (weight.shape[0],):
             return None
         # TF's batch norm has no scale (gamma = 1); its eps (1e-3) is torchvision's BasicConv2d eps too

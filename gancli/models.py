@@ -12,7 +12,7 @@ from gancli.config import TrainConfig
 
 def _mlp(sizes: list[int], dropout: float = 0.0) -> list[nn.Module]:
     layers: list[nn.Module] = []
-    for n_in, n_out in zip(sizes[:-2], sizes[1:-1]):
+    for n_in, n_out in zip(sizes[:-2], sizes[1:-1], strict=True):
         layers += [nn.Linear(n_in, n_out), nn.LeakyReLU(0.2)]
         if dropout:
             layers.append(nn.Dropout(dropout))

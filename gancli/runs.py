@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from gancli.errors import GancliError
@@ -35,9 +38,20 @@ def new_run_dir(root: Path, name: str | None, label: str) -> Path:
                 return run
             except FileExistsError:
                 continue
-    except (PermissionError, NotADirectoryError, FileNotFoundError) as e:
+    except OSError as e:  # a file where a folder should be, no permission, a read-only disk
         raise GancliError(f"cannot create a run in {root}: {e.strerror}", "pass a writable --runs DIR or set GANCLI_RUNS") from None
     raise GancliError(f"too many runs named {base} in {root}")
+
+
+@contextlib.contextmanager
+def discarded_unless_saved(run: Path, new: bool) -> Iterator[None]:
+    """A new run folder whose work fails before its first checkpoint is removed: no empty run is left behind."""
+    try:
+        yield
+    except GancliError:
+        if new and not (run / CHECKPOINT).exists():
+            shutil.rmtree(run, ignore_errors=True)
+        raise
 
 
 def set_latest(run: Path) -> None:
@@ -61,22 +75,37 @@ def resolve_checkpoint(checkpoint: str | None, runs: str | None = None) -> Path:
 
 
 def read_log(run: Path) -> list[dict]:
+    """The log's records; a torn last line (a kill in the middle of a write) is left out."""
     path = run / LOG
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return [r for r in records if isinstance(r, dict) and isinstance(r.get("epoch"), int)]
 
 
 def append_log(run: Path, record: dict) -> None:
-    with open(run / LOG, "a") as f:
-        f.write(json.dumps(record) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(run / LOG, "a") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise GancliError(f"cannot write {run / LOG}: {e.strerror}; the checkpoint was not updated",
+                          "free some disk space or fix the folder's permissions") from None
 
 
 def truncate_log(run: Path, epoch: int) -> None:
     """Drop log lines past the checkpoint's epoch (a kill between log and checkpoint writes)."""
-    records = read_log(run)
-    kept = [r for r in records if r["epoch"] <= epoch]
-    if len(kept) != len(records):
-        (run / LOG).write_text("".join(json.dumps(r) + "\n" for r in kept))
+    from gancli.checkpoint import atomic_write  # it imports torch; the other run-folder helpers need none
+
+    if not (run / LOG).exists():
+        return
+    kept = [r for r in read_log(run) if r["epoch"] <= epoch]
+    text = "".join(json.dumps(r) + "\n" for r in kept)
+    if text != (run / LOG).read_text():
+        atomic_write(run / LOG, text.encode())

@@ -9,7 +9,7 @@ last batch would otherwise round a few pixels differently.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

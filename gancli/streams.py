@@ -28,7 +28,7 @@ class Samples:
     def __len__(self) -> int:
         return self.images.shape[0]
 
-    def select(self, index: torch.Tensor) -> "Samples":
+    def select(self, index: torch.Tensor) -> Samples:
         pick = lambda t: None if t is None else t[index]
         return Samples(self.images[index], pick(self.z), pick(self.score), dict(self.meta))
 
@@ -44,11 +44,15 @@ def encode_samples(samples: Samples) -> bytes:
 
 def read_samples(raw: bytes, origin: str) -> Samples:
     tensors, meta = decode(raw, origin, "samples")
-    images = tensors.get("images")
+    images, z, score = tensors.get("images"), tensors.get("z"), tensors.get("score")
     if images is None or images.dtype != torch.uint8 or images.ndim != 4:
         raise GancliError(f"{origin}: a samples stream needs `images` as uint8 [N, C, H, W]")
+    if z is not None and (z.dtype != torch.float32 or z.ndim != 2 or len(z) != len(images)):
+        raise GancliError(f"{origin}: `z` must be float32 [N, z_dim] with one row per image")
+    if score is not None and (score.dtype != torch.float32 or tuple(score.shape) != (len(images),)):
+        raise GancliError(f"{origin}: `score` must be float32 [N], one per image")
     meta.pop("kind", None)
-    return Samples(images, tensors.get("z"), tensors.get("score"), meta)
+    return Samples(images, z, score, meta)
 
 
 def to_pil(image: torch.Tensor):
@@ -84,8 +88,21 @@ def write_png_folder(images: torch.Tensor, folder: Path) -> None:
         to_pil(image).save(folder / f"{i:0{width}d}.png")
 
 
+def check_destination(dest: str) -> None:
+    """Refuse, before any work, a destination that write_samples could not write."""
+    path = Path(dest)
+    if dest == "-":
+        return
+    if not dest.endswith(".safetensors") and path.exists() and not path.is_dir():
+        raise GancliError(f"{dest} exists and is not a folder", "name a folder, a .safetensors file, or -")
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if existing != path and not existing.is_dir():
+        raise GancliError(f"cannot write {dest}: {existing} is a file, not a folder")
+
+
 def write_samples(samples: Samples, dest: str, stdout: BinaryIO | None = None) -> None:
     """`-`: the stream on stdout; `*.safetensors`: a file, atomically; anything else: a PNG folder."""
+    check_destination(dest)
     if dest == "-":
         out = stdout or sys.stdout.buffer
         out.write(encode_samples(samples))
@@ -93,10 +110,7 @@ def write_samples(samples: Samples, dest: str, stdout: BinaryIO | None = None) -
     elif dest.endswith(".safetensors"):
         atomic_write(Path(dest), encode_samples(samples))
     else:
-        path = Path(dest)
-        if path.exists() and not path.is_dir():
-            raise GancliError(f"{dest} exists and is not a folder", "name a folder, a .safetensors file, or -")
         try:
-            write_png_folder(samples.images, path)
+            write_png_folder(samples.images, Path(dest))
         except OSError as e:
             raise GancliError(f"cannot write PNG files to {dest}: {e.strerror}") from None

@@ -13,18 +13,18 @@ import math
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 from gancli import checkpoint as ckpt
 from gancli import losses
-from gancli.config import ARCHITECTURE_FIELDS, OBJECTIVE_FIELDS, TrainConfig, validate
+from gancli.config import LOCKED_FIELDS, TrainConfig, check_objective_options, validate
 from gancli.errors import GancliError, TrainingInterrupted
 from gancli.models import build_models, to_uint8, to_unit_range
-from gancli.runs import CHECKPOINT, append_log
+from gancli.runs import CHECKPOINT, LOG, append_log, new_run_dir, runs_root, set_latest, truncate_log
 from gancli.streams import save_png_grid
 
 GRID_SIZE = 64
@@ -100,61 +100,162 @@ def save_state(path: Path, state: TrainState) -> None:
     ckpt.atomic_write(path, ckpt.encode({k: v.cpu() for k, v in tensors.items()}, meta))
 
 
-def load_models(path: Path, device: str = "cpu", contents: tuple[dict, dict] | None = None):
-    """Config, G and D (eval mode) and metadata of a checkpoint (`contents`: its already-read tensors and metadata)."""
+def _read_checkpoint(path: Path, contents: tuple[dict, dict] | None) -> tuple[dict, dict, TrainConfig]:
     tensors, meta = contents or ckpt.read_file(path, "gan")
-    config = TrainConfig.from_dict(meta["config"])
-    dev = resolve_device(device)
-    G, D = build_models(config)
     try:
-        G.load_state_dict(ckpt.prefixed(tensors, "G"))
-        D.load_state_dict(ckpt.prefixed(tensors, "D"))
-    except RuntimeError as e:
-        raise GancliError(f"{path}: weights do not match the architecture in its config ({str(e).splitlines()[0]})") from None
+        config = TrainConfig.from_dict(meta["config"])
+    except (KeyError, TypeError) as e:
+        raise GancliError(f"{path}: the checkpoint has no readable config ({e})", "was it written by gan?") from None
+    except GancliError as e:
+        raise GancliError(f"{path}: {e.message}", "the checkpoint is damaged or forged") from None
+    return tensors, meta, config
+
+
+def _load_weights(net: torch.nn.Module, weights: dict[str, torch.Tensor], path: Path) -> None:
+    expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in weights.items()}
+    if expected != found:
+        wrong = sorted(set(expected) ^ set(found)) or sorted(k for k in expected if expected[k] != found[k])
+        raise GancliError(f"{path}: weights do not match the architecture in its config (first mismatch: {wrong[0]})",
+                          "the checkpoint is damaged or was edited")
+    net.load_state_dict(weights, assign=True)
+
+
+def load_models(path: Path, device: str = "cpu", contents: tuple[dict, dict] | None = None):
+    """Config, G and D (eval mode) and metadata of a checkpoint (`contents`: its already-read tensors and metadata).
+
+    The networks are built on the meta device and take the file's tensors as they are: a forged
+    config that claims huge layers allocates nothing before its shapes are checked against the file.
+    """
+    tensors, meta, config = _read_checkpoint(path, contents)
+    with torch.device("meta"):
+        G, D = build_models(config)
+    _load_weights(G, ckpt.prefixed(tensors, "G"), path)
+    _load_weights(D, ckpt.prefixed(tensors, "D"), path)
+    dev = resolve_device(device)
     return config, G.to(dev).eval(), D.to(dev).eval(), meta
+
+
+def _locked_changes(old: TrainConfig, changes: dict) -> list[str]:
+    return [f for f in LOCKED_FIELDS if f in changes and changes[f] != getattr(old, f)]
 
 
 def load_state(path: Path, changes: dict | None = None, device: str = "cpu",
                reset_optimizer: bool = False) -> tuple[TrainState, list[str]]:
-    """Continue from a checkpoint with schedule `changes`; notes say what was switched and kept."""
+    """Continue from a checkpoint with schedule `changes`; notes say what was switched and kept.
+
+    A changed objective continues from the exact step the checkpoint holds (mid-epoch after
+    Ctrl-C: the rest of that epoch is trained with the new objective); its epoch totals restart.
+    """
     changes = {k: v for k, v in (changes or {}).items() if v is not None}
-    if bad := sorted(set(changes) & set(ARCHITECTURE_FIELDS)):
-        raise GancliError(f"cannot change the architecture on resume: {', '.join(bad)}", "start a new run with `gan train`")
-    tensors, meta = ckpt.read_file(path, "gan")
-    old_config, G, D, _ = load_models(path, device, (tensors, meta))
+    tensors, meta, old_config = _read_checkpoint(path, None)
+    if bad := _locked_changes(old_config, changes):
+        raise GancliError(f"cannot change {', '.join(bad)} on resume: fixed when the run started "
+                          f"(the checkpoint has {', '.join(f'{f}={getattr(old_config, f)}' for f in bad)})",
+                          "start a new run with `gan train`")
+    if "objective" not in changes and "div" in changes:
+        changes["objective"] = "fgan"
     config = validate(dataclasses.replace(old_config, **changes))
-    G.train(), D.train()
-    dev = resolve_device(device)
-    opt_g, opt_d = _optimizers(config, G, D)
-    notes = []
-    switched = [f for f in OBJECTIVE_FIELDS if getattr(config, f) != getattr(old_config, f)]
-    if switched:
-        notes.append(f"switched {old_config.label} -> {config.label}; kept the networks "
-                     f"(epoch {meta['epoch']}); a new run records {path} as its parent")
-    if config.optimizer != old_config.optimizer:
-        notes.append(f"optimizer changed {old_config.optimizer} -> {config.optimizer}: moments start fresh")
-    elif reset_optimizer:
-        notes.append("optimizer moments dropped (--reset-optimizer)")
-    else:
-        opt_g.load_state_dict(ckpt.unflatten_optimizer("opt.G", tensors, meta["optimizers"]["G"]))
-        opt_d.load_state_dict(ckpt.unflatten_optimizer("opt.D", tensors, meta["optimizers"]["D"]))
-        for opt, lr, decay in ((opt_g, config.lr_g, 0.0), (opt_d, config.lr_d, config.d_weight_decay)):
-            for group in opt.param_groups:
-                group.update(lr=lr, weight_decay=decay, **({"betas": config.betas} if "betas" in group else {}))
+    check_objective_options(config, changes)
+    try:
+        progress = {k: meta[k] for k in ("epoch", "step", "batch_in_epoch", "totals", "optimizers")}
+        if "batch_size" in changes and changes["batch_size"] != old_config.batch_size and progress["batch_in_epoch"]:
+            raise GancliError(f"cannot change --batch-size in the middle of epoch {progress['epoch'] + 1}",
+                              "finish the epoch first: gan resume CHECKPOINT --epochs 1")
+        _, G, D, _ = load_models(path, device, (tensors, meta))
+        G.train(), D.train()
+        dev = resolve_device(device)
+        opt_g, opt_d = _optimizers(config, G, D)
+        notes = []
+        switched = config.trained_objective != old_config.trained_objective
         if switched:
-            notes.append("kept the optimizer moments (--reset-optimizer drops them)")
-    data_rng, noise_rng = torch.Generator(), torch.Generator()
-    data_rng.set_state(tensors["rng.data"])
-    noise_rng.set_state(tensors["rng.noise"])
-    torch.set_rng_state(tensors["rng.torch"])
-    if dev.type == "cuda" and "rng.cuda" in tensors:
-        torch.cuda.set_rng_state(tensors["rng.cuda"], dev)
+            where = (f"batch {progress['batch_in_epoch']} of epoch {progress['epoch'] + 1} (the new objective "
+                     "trains the rest of that epoch)" if progress["batch_in_epoch"] else f"epoch {progress['epoch']}")
+            notes.append(f"switched {old_config.label} -> {config.label} at {where}; kept the networks; "
+                         f"a new run records {path} as its parent")
+        if config.optimizer != old_config.optimizer:
+            notes.append(f"optimizer changed {old_config.optimizer} -> {config.optimizer}: moments start fresh")
+        elif reset_optimizer:
+            notes.append("optimizer moments dropped (--reset-optimizer)")
+        else:
+            opt_g.load_state_dict(ckpt.unflatten_optimizer("opt.G", tensors, progress["optimizers"]["G"]))
+            opt_d.load_state_dict(ckpt.unflatten_optimizer("opt.D", tensors, progress["optimizers"]["D"]))
+            for opt, lr, decay in ((opt_g, config.lr_g, 0.0), (opt_d, config.lr_d, config.d_weight_decay)):
+                for group in opt.param_groups:
+                    group.update(lr=lr, weight_decay=decay, **({"betas": config.betas} if "betas" in group else {}))
+            if switched:
+                notes.append("kept the optimizer moments (--reset-optimizer drops them)")
+        data_rng, noise_rng = torch.Generator(), torch.Generator()
+        data_rng.set_state(tensors["rng.data"])
+        noise_rng.set_state(tensors["rng.noise"])
+        torch.set_rng_state(tensors["rng.torch"])
+        if dev.type == "cuda" and "rng.cuda" in tensors:
+            torch.cuda.set_rng_state(tensors["rng.cuda"], dev)
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
+        # Weights matched their config, so what failed is the rest of a damaged or edited file.
+        raise GancliError(f"{path}: the checkpoint's training state is unreadable ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0][:100] if str(e) else ''})", "resume from another checkpoint") from None
     state = TrainState(config, G, D, opt_g, opt_d, data_rng, noise_rng, tensors["rng.data"], dev,
-                       meta["epoch"], meta["step"], meta["batch_in_epoch"], meta["totals"], meta.get("parent"))
+                       progress["epoch"], progress["step"], progress["batch_in_epoch"], progress["totals"],
+                       meta.get("parent"))
     if switched:
-        # The new objective starts on an epoch boundary, redrawn from the saved epoch-start state.
-        state.parent, state.batch_in_epoch, state.totals = str(path), 0, {}
+        state.parent, state.totals = str(path), {}
     return state, notes
+
+
+@dataclass
+class Resumed:
+    """What `resume_run` prepared: the state to train, the run folder it writes, and what it decided."""
+
+    state: TrainState
+    run: Path
+    switched: bool  # the objective changed
+    child: bool  # `run` is a new run whose parent is the checkpoint (switched, or not a run's latest)
+    notes: list[str]
+
+
+def resume_run(path: Path, changes: dict | None = None, *, epochs: int | None = None, until_epoch: int | None = None,
+               runs: str | None = None, name: str | None = None, device: str = "cpu",
+               reset_optimizer: bool = False) -> Resumed:
+    """The resume rules, in one place.
+
+    - In place: the same objective from a run's `checkpoint.safetensors` continues that run
+      (log lines past the checkpoint's epoch are dropped).
+    - A new child run, whose `parent` is `path`, which stays untouched: a changed objective
+      (--div, --alpha, --g-loss), or any other checkpoint file (a copy, an older snapshot), so
+      that continuing never overwrites a file it was not asked to. It lives in the parent's
+      runs folder (`runs` overrides) and is named by `name` or by objective and time.
+    - Epochs: `epochs` more, or until `until_epoch` in all; by default an interrupted run
+      finishes its configured epochs and a finished one trains as many again.
+    """
+    path = Path(path)
+    if epochs is not None and until_epoch is not None:
+        raise GancliError("--epochs (more) and --until-epoch (in all) exclude each other", "give one")
+    if (epochs is not None and epochs < 1) or (until_epoch is not None and until_epoch < 1):
+        raise GancliError("--epochs and --until-epoch must be at least 1")
+    state, notes = load_state(path, changes, device, reset_optimizer)
+    switched = state.parent == str(path)  # load_state records the checkpoint as parent exactly when switching
+    in_place = not switched and path.name == CHECKPOINT
+    if not in_place and not switched:
+        state.parent = str(path)
+        notes.append(f"{path} is not a run's latest checkpoint: continuing in a new run that records it as its parent")
+    done, configured = state.epoch, state.config.epochs
+    if until_epoch is not None and until_epoch <= done:
+        raise GancliError(f"{path} has completed {done} epochs already", f"pass --until-epoch above {done}, or --epochs N more")
+    if epochs is not None:
+        until_epoch = done + epochs
+    elif until_epoch is None:
+        until_epoch = configured if done < configured else done + configured
+    state.config = dataclasses.replace(state.config, epochs=until_epoch)
+    if in_place:
+        if name is not None:
+            raise GancliError(f"--name names a new run, and this resume continues {path.parent} in place",
+                              "drop --name, or switch objective to start a child run")
+        truncate_log(path.parent, state.epoch)
+        return Resumed(state, path.parent, False, False, notes)
+    is_run_folder = path.name == CHECKPOINT or (path.parent / LOG).is_file()
+    root = Path(runs) if runs else (path.parent.parent if is_run_folder else runs_root())
+    return Resumed(state, new_run_dir(root, name, state.config.label), switched, True, notes)
 
 
 def _grad_norm(params, clip: float) -> float:
@@ -280,18 +381,26 @@ def save_grid(G: torch.nn.Module, config: TrainConfig, path: Path, device: torch
     save_png_grid(to_uint8(images), path, nrow=8)
 
 
+def check_data(config: TrainConfig, images: torch.Tensor) -> int:
+    """The number of batches an epoch of `images` makes, or a GancliError if they cannot train these networks."""
+    if tuple(images.shape[1:]) != tuple(config.image_shape):
+        raise GancliError(f"data images are {tuple(images.shape[1:])}, the networks expect {tuple(config.image_shape)}",
+                          "train a new run on this data")
+    if images.shape[0] < config.batch_size:
+        raise GancliError(f"{images.shape[0]} images are fewer than one batch of {config.batch_size}", "lower --batch-size")
+    return images.shape[0] // config.batch_size
+
+
 def train(state: TrainState, images: torch.Tensor, run: Path,
           on_step: Callable[[TrainState, dict], None] | None = None,
           on_epoch: Callable[[TrainState, dict], None] | None = None) -> TrainState:
-    """Train until state.epoch == config.epochs; checkpoint, log line and grid after every epoch."""
+    """Train until state.epoch == config.epochs; checkpoint, log line and grid after every epoch.
+    After the first of them, `run`'s runs folder's `latest` points at `run`."""
     cfg = state.config
-    if tuple(images.shape[1:]) != tuple(cfg.image_shape):
-        raise GancliError(f"data images are {tuple(images.shape[1:])}, the networks expect {tuple(cfg.image_shape)}",
-                          "train a new run on this data")
-    n_batches = images.shape[0] // cfg.batch_size
-    if n_batches == 0:
-        raise GancliError(f"{images.shape[0]} images are fewer than one batch of {cfg.batch_size}", "lower --batch-size")
+    n_batches = check_data(cfg, images)
+    run.mkdir(parents=True, exist_ok=True)
     images = images.to(state.device)
+    marked_latest = False
     with _SigintFlag() as sigint:
         while state.epoch < cfg.epochs:
             state.data_rng.set_state(state.epoch_start_rng)
@@ -325,6 +434,9 @@ def train(state: TrainState, images: torch.Tensor, run: Path,
             # checkpoint's epoch, which resume drops (runs.truncate_log).
             append_log(run, record)
             save_state(run / CHECKPOINT, state)
+            if not marked_latest:  # only a run with a checkpoint may become the default everywhere
+                set_latest(run)
+                marked_latest = True
             save_grid(state.G, cfg, run / "grids" / f"epoch-{state.epoch:03d}.png", state.device)
             if on_epoch:
                 on_epoch(state, record)

@@ -8,10 +8,21 @@ import numpy as np
 import pytest
 import torch
 
+from gancli.config import TrainConfig, make_config
 from gancli.streams import Samples, write_samples
+from gancli.training import new_state, save_state, train
 
-# Networks small enough that an epoch takes milliseconds.
-TINY = ["--z-dim", "8", "--g-hidden", "32", "--d-hidden", "32", "--batch-size", "16", "--device", "cpu"]
+# Networks small enough that an epoch takes milliseconds, on 8x8 synthetic images:
+# the same sizes as TrainConfig fields (library tests) and as options (CLI tests).
+TINY_FIELDS = dict(z_dim=8, g_hidden=(32,), d_hidden=(32,), batch_size=16)
+TINY = [arg for field, value in TINY_FIELDS.items()
+        for arg in (f"--{field.replace('_', '-')}", ",".join(map(str, value)) if isinstance(value, tuple) else str(value))]
+TINY += ["--device", "cpu"]
+
+
+def tiny_config(objective: str = "vanilla", **overrides) -> TrainConfig:
+    """A config of the tiny networks for 8x8 images (one epoch unless told)."""
+    return make_config(objective, **{**TINY_FIELDS, "image_shape": (1, 8, 8), "epochs": 1, **overrides})
 
 
 def synthetic_images(n: int = 128, side: int = 8, seed: int = 0) -> torch.Tensor:
@@ -35,6 +46,21 @@ def write_idx(folder, stem, array, gz=True):
         (folder / stem).write_bytes(raw)
 
 
+@pytest.fixture(scope="session")
+def checkpoints(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ckpts")
+    state = train(new_state(tiny_config(epochs=2)), synthetic_images(), folder)
+    # Two epochs leave the discriminator sure that every fake is fake; shift its output so that
+    # about half of the fakes clear confidence 0.6, as with a generator that has caught up.
+    with torch.no_grad():
+        z = torch.randn(512, state.config.z_dim)
+        v = state.D(state.G(z))
+        state.D.net[-1].bias += torch.logit(torch.tensor(0.6)) - v.median()
+    save_state(folder / "checkpoint.safetensors", state)
+    save_state(folder / "wgan.safetensors", new_state(tiny_config("wgan")))
+    return folder
+
+
 @pytest.fixture
 def tiny_data(tmp_path) -> Path:
     path = tmp_path / "tiny.safetensors"
@@ -42,17 +68,45 @@ def tiny_data(tmp_path) -> Path:
     return path
 
 
+def gan_env(cwd, **extra) -> dict:
+    """The environment of a user's shell in `cwd`: no GANCLI_* settings of ours, `gan` on the PATH,
+    a feature cache of its own."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GANCLI_")}
+    env |= {"PATH": os.path.dirname(sys.executable) + os.pathsep + env["PATH"], "GANCLI_CACHE": str(Path(cwd) / "cache")}
+    return env | extra
+
+
 def run_gan(*args, cwd, env=None, input=None, check=None):
     """`gan ARGS` as a subprocess, like a user's shell would run it."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("GANCLI_")}
-    full_env |= {"GANCLI_CACHE": str(Path(cwd) / "cache"), **(env or {})}
-    result = subprocess.run([sys.executable, "-m", "gancli", *map(str, args)], cwd=cwd, env=full_env,
+    result = subprocess.run([sys.executable, "-m", "gancli", *map(str, args)], cwd=cwd, env=gan_env(cwd, **(env or {})),
                             input=input, capture_output=True, timeout=300)
     if check is not None:
         assert result.returncode == check, result.stderr.decode()
     return result
 
 
+def shell(command: str, cwd, env=None):
+    """A bash pipeline (pipefail on) with `gan` on the PATH."""
+    return subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=cwd, env=gan_env(cwd, **(env or {})),
+                          capture_output=True, timeout=600)
+
+
 @pytest.fixture
 def gan(tmp_path):
     return lambda *args, **kw: run_gan(*args, cwd=tmp_path, **kw)
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch):
+    """`gan ARGS` in this process (Typer's CliRunner), from tmp_path: for option and error cases,
+    which need no subprocess's 2 s of imports. Returns the result with .exit_code, .stdout, .stderr."""
+    from typer.testing import CliRunner
+
+    from gancli.cli import app
+
+    for key in [k for k in os.environ if k.startswith("GANCLI_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("GANCLI_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    return lambda *args, input=None: runner.invoke(app, [str(a) for a in args], input=input)

@@ -8,7 +8,7 @@ import time
 
 from safetensors.torch import load_file
 
-from tests.conftest import TINY, run_gan
+from tests.conftest import TINY, gan_env, run_gan
 
 COMMANDS = ["train", "pretrain", "resume", "sample", "interpolate", "filter", "score"]
 
@@ -25,15 +25,17 @@ def _assert_same_checkpoint(a, b):
     assert different == []
 
 
-def test_help_lists_every_command_and_each_command_has_help(gan):
-    top = gan("--help", check=0).stdout.decode()
+def test_help_lists_every_command_and_each_command_has_help(cli):
+    top = cli("--help").stdout
     assert all(c in top for c in COMMANDS)
     for command in COMMANDS:
-        out = gan(command, "--help", check=0).stdout.decode()
+        out = cli(command, "--help").stdout
         assert "Usage" in out and "Example" in out
     # rich markup must not swallow a bracketed phrase of the help text
-    out = gan("train", "fgan", "--help", check=0).stdout.decode()
-    assert "Batch size [default: 64]." in out and "(-E[g_f(v)], default)" in out
+    out = cli("train", "fgan", "--help").stdout
+    assert "DCGAN base channels [default: 64]." in out and "(-E[g_f(v)]," in out
+    # typed choices are listed
+    assert "<vanilla|fgan|wgan|wgan-gp>" in out and "<adam|rmsprop|sgd>" in out
 
 
 def test_resume_is_bit_exact_through_the_cli(gan, tmp_path, tiny_data):
@@ -48,19 +50,18 @@ def test_resume_is_bit_exact_through_the_cli(gan, tmp_path, tiny_data):
     assert sorted(p.name for p in (runs / "split/grids").iterdir()) == [f"epoch-00{i}.png" for i in range(1, 5)]
 
 
-def test_resume_without_argument_continues_the_latest_run(gan, tmp_path, tiny_data):
-    gan("train", "vanilla", "--data", tiny_data, *TINY, "--epochs", "1", "--name", "a", check=0)
+def test_resume_without_argument_continues_the_latest_run(cli, tmp_path, tiny_data):
+    assert cli("train", "vanilla", "--data", tiny_data, *TINY, "--epochs", "1", "--name", "a").exit_code == 0
     assert (tmp_path / "runs/latest").resolve().name == "a"
-    gan("resume", "--device", "cpu", check=0)  # default: as many epochs as configured (1 more)
+    assert cli("resume", "--device", "cpu").exit_code == 0  # default: as many epochs as configured (1 more)
     assert [r["epoch"] for r in _log_without_timings(tmp_path / "runs/a")] == [1, 2]
 
 
 def test_ctrl_c_saves_a_resumable_checkpoint_and_exits_130(tmp_path, tiny_data):
     args = ["train", "vanilla", "--data", tiny_data, *TINY, "--seed", "5"]
     run_gan(*args, "--epochs", "30", "--name", "straight", cwd=tmp_path, check=0)
-    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("GANCLI_")}
     proc = subprocess.Popen([sys.executable, "-m", "gancli", *map(str, args), "--epochs", "30", "--name", "cut"],
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            cwd=tmp_path, env=gan_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     log = tmp_path / "runs/cut/log.jsonl"
     deadline = time.time() + 120
     while not (log.exists() and log.read_text().count("\n") >= 2) and time.time() < deadline:
@@ -72,43 +73,3 @@ def test_ctrl_c_saves_a_resumable_checkpoint_and_exits_130(tmp_path, tiny_data):
     run_gan("resume", "--device", "cpu", cwd=tmp_path, check=0)  # finishes the 30 configured epochs
     _assert_same_checkpoint(tmp_path / "runs/straight/checkpoint.safetensors", tmp_path / "runs/cut/checkpoint.safetensors")
     assert _log_without_timings(tmp_path / "runs/straight") == _log_without_timings(tmp_path / "runs/cut")
-
-
-def _assert_one_line_error(result, *needles):
-    err = result.stderr.decode()
-    assert result.returncode == 1, err
-    assert err.count("\n") == 1 and "Traceback" not in err and err.startswith("gan ")
-    for needle in needles:
-        assert needle in err
-
-
-def test_bad_checkpoints_give_one_line_and_exit_1(gan, tmp_path, tiny_data):
-    (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 50)
-    _assert_one_line_error(gan("resume", "junk.safetensors"), "not a readable safetensors")
-    _assert_one_line_error(gan("resume", "missing.safetensors"), "no such file")
-    _assert_one_line_error(gan("resume", tiny_data), "holds 'samples', expected 'gan'")
-    _assert_one_line_error(gan("resume"), "no latest run")
-
-
-def test_bad_data_gives_one_line_and_exit_1(gan, tmp_path):
-    (tmp_path / "empty").mkdir()
-    (tmp_path / "texts").mkdir()
-    (tmp_path / "texts/notes.txt").write_text("hello")
-    (tmp_path / "fake").mkdir()
-    (tmp_path / "fake/a.png").write_text("not a png")
-    _assert_one_line_error(gan("train", "vanilla", "--data", "empty"), "no images in folder")
-    _assert_one_line_error(gan("train", "vanilla", "--data", "texts"), "no images in folder", "1 other files")
-    _assert_one_line_error(gan("train", "vanilla", "--data", "fake"), "not a readable image")
-    _assert_one_line_error(gan("train", "vanilla", "--data", "nosuchset"), "no such file, folder or dataset")
-    _assert_one_line_error(gan("train", "gan", "--data", "x"), "unknown objective")
-
-
-def test_unwritable_runs_folder_is_a_user_error(gan, tmp_path, tiny_data):
-    if hasattr(__import__("os"), "geteuid") and __import__("os").geteuid() == 0:
-        blocker = tmp_path / "afile"
-        blocker.write_text("a file where the runs folder should be")
-        result = gan("train", "vanilla", "--data", tiny_data, *TINY, "--runs", blocker / "runs")
-    else:
-        (tmp_path / "ro").mkdir(mode=0o500)
-        result = gan("train", "vanilla", "--data", tiny_data, *TINY, "--runs", tmp_path / "ro")
-    _assert_one_line_error(result, "cannot create a run")

@@ -20,7 +20,7 @@ def _w(x):
 
 def _alpha_reference(a):
     if a < 1:
-        g, g_inv = (lambda v: 1 / (1 - a) - sp(-v)), (lambda t: -torch.log(torch.expm1((1 / (1 - a) - t))))
+        g, g_inv = (lambda v: 1 / (1 - a) - sp(-v)), (lambda t: -torch.log(torch.expm1(1 / (1 - a) - t)))
     else:
         g, g_inv = (lambda v: 1 / (1 - a) + sp(v)), (lambda t: torch.log(torch.expm1(t - 1 / (1 - a))))
     return dict(f=lambda u: (u**a - 1 - a * (u - 1)) / (a * (a - 1)),

@@ -3,23 +3,19 @@
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import synthetic_images, write_idx
+from tests.conftest import gan_env, synthetic_images, write_idx
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("vanilla", "fgan-js", "fgan-kl", "wgan", "wgan-gp", "msgan", "msgan-schedule", "dcgan-vanilla")
 
 
 def example(script: str, *args, cwd: Path, data: Path, env=None):
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("GANCLI_")}
-    full_env |= {"PATH": os.path.dirname(sys.executable) + os.pathsep + full_env["PATH"], "GANCLI_DATA": str(data),
-                 "GANCLI_CACHE": str(cwd / "cache"), **(env or {})}
-    return subprocess.run(["bash", str(ROOT / "examples" / script), *map(str, args)], cwd=cwd, env=full_env,
-                          capture_output=True, timeout=600)
+    return subprocess.run(["bash", str(ROOT / "examples" / script), *map(str, args)], cwd=cwd,
+                          env=gan_env(cwd, GANCLI_DATA=str(data), **(env or {})), capture_output=True, timeout=600)
 
 
 def study(out: Path, data: Path):

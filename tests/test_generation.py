@@ -2,7 +2,6 @@
 
 import os
 import pty
-from pathlib import Path
 import subprocess
 import sys
 
@@ -10,38 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from gancli.config import make_config
 from gancli.data import load_samples
 from gancli.sampling import interpolation_latents, slerp
 from gancli.streams import read_samples, tile
-from gancli.training import new_state, save_state, train
-from tests.conftest import run_gan, synthetic_images
+from tests.conftest import gan_env, run_gan, shell
 
-SMALL = dict(z_dim=8, g_hidden=(32,), d_hidden=(32,), batch_size=16, image_shape=(1, 8, 8), epochs=2)
 READER = ("import sys; from gancli.streams import read_samples; s = read_samples(sys.stdin.buffer.read(), 'stdin'); "
           "print(len(s), tuple(s.images.shape[1:]), s.score is not None, s.z is not None)")
-
-
-@pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("ckpts")
-    state = train(new_state(make_config("vanilla", **SMALL)), synthetic_images(), folder)
-    # Two epochs leave the discriminator sure that every fake is fake; shift its output so that
-    # about half of the fakes clear confidence 0.6, as with a generator that has caught up.
-    with torch.no_grad():
-        z = torch.randn(512, SMALL["z_dim"])
-        v = state.D(state.G(z))
-        state.D.net[-1].bias += torch.logit(torch.tensor(0.6)) - v.median()
-    save_state(folder / "checkpoint.safetensors", state)
-    save_state(folder / "wgan.safetensors", new_state(make_config("wgan", **SMALL)))
-    return folder
-
-
-def shell(command: str, cwd):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GANCLI_")}
-    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
-    env["GANCLI_CACHE"] = str(Path(cwd) / "cache")
-    return subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=cwd, env=env, capture_output=True, timeout=300)
 
 
 def test_sample_reject_filter_pipeline(checkpoints, tmp_path):
@@ -97,9 +71,8 @@ def test_same_seed_same_images_whatever_the_batch_size(checkpoints, tmp_path):
 
 def test_refuses_to_write_binary_to_a_terminal(checkpoints, tmp_path):
     controller, terminal = pty.openpty()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GANCLI_")}
     result = subprocess.run([sys.executable, "-m", "gancli", "sample", str(checkpoints), "-n", "4"], cwd=tmp_path,
-                            env=env, stdout=terminal, stderr=subprocess.PIPE, timeout=120)
+                            env=gan_env(tmp_path), stdout=terminal, stderr=subprocess.PIPE, timeout=120)
     os.close(terminal), os.close(controller)
     assert result.returncode == 1 and "refusing to write a binary samples stream to a terminal" in result.stderr.decode()
 

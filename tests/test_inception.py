@@ -9,8 +9,7 @@ import torch
 
 from gancli.features import _fid_blocks, fid_inception, inception_extractor, state_dict_from_torchscript
 from gancli.streams import Samples, write_samples
-from tests.conftest import synthetic_images
-from tests.test_generation import shell
+from tests.conftest import shell, synthetic_images
 
 
 @pytest.fixture(scope="module")
@@ -65,14 +64,12 @@ def test_score_reads_pth_and_refuses_other_files(fid_state_dict, tmp_path):
     torch.save(fid_state_dict, tmp_path / "pt_inception.pth")
     write_samples(Samples(synthetic_images(4, side=28, seed=1)), str(tmp_path / "a.safetensors"))
     write_samples(Samples(synthetic_images(4, side=28, seed=2)), str(tmp_path / "b.safetensors"))
-    result = shell("GANCLI_INCEPTION_WEIGHTS=pt_inception.pth gan score a.safetensors --ref b.safetensors --precision fp32 --json", tmp_path)
+    result = shell("GANCLI_INCEPTION_WEIGHTS=pt_inception.pth gan score a.safetensors --ref b.safetensors "
+                       "--precision fp32 --json", tmp_path)
     assert result.returncode == 0, result.stderr.decode()
     values = json.loads(result.stdout)
     assert values["extractor"] == "inception-tf2015-pool3" and values["n_generated"] == 4 and values["fid"] > 0
     (tmp_path / "junk.pth").write_bytes(b"not weights")
-    for command, needle in (("gan score a.safetensors --ref b.safetensors --inception-weights junk.pth", "neither"),
-                            ("gan score a.safetensors --ref b.safetensors --inception-weights pt_inception.pth "
-                             "--precision fp16", "unknown --precision")):
-        result = shell(command, tmp_path)
-        err = result.stderr.decode()
-        assert result.returncode == 1 and err.count("\n") == 1 and needle in err, err
+    result = shell("gan score a.safetensors --ref b.safetensors --inception-weights junk.pth", tmp_path)
+    err = result.stderr.decode()
+    assert result.returncode == 1 and err.count("\n") == 1 and "neither" in err, err

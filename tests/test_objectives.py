@@ -1,6 +1,7 @@
 """Every objective trains; the guard, WGAN clipping, gradient penalty and mode seeking do what they say."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,9 +11,8 @@ from gancli import losses
 from gancli.config import DIVERGENCES, make_config
 from gancli.errors import GancliError
 from gancli.training import _grad_norm, new_state, train
-from tests.conftest import TINY, synthetic_images
+from tests.conftest import TINY, synthetic_images, tiny_config
 
-SMALL = dict(z_dim=8, g_hidden=(32,), d_hidden=(32,), batch_size=16, image_shape=(1, 8, 8), epochs=1)
 OBJECTIVES = (
     [("vanilla", {}), ("vanilla", {"g_loss": "minimax"}), ("wgan", {}), ("wgan-gp", {}),
      ("wgan-gp", {"arch": "dcgan", "conv_width": 4}), ("vanilla", {"ms_lambda": 0.05, "d_dropout": 0.3}),
@@ -21,12 +21,13 @@ OBJECTIVES = (
 )
 
 
-@pytest.mark.parametrize("objective, options", OBJECTIVES, ids=lambda x: x if isinstance(x, str) else ",".join(f"{k}={v}" for k, v in x.items()))
+@pytest.mark.parametrize("objective, options", OBJECTIVES,
+                        ids=lambda x: x if isinstance(x, str) else ",".join(f"{k}={v}" for k, v in x.items()))
 def test_every_objective_trains_an_epoch_with_finite_values(tmp_path, objective, options):
     options = dict(options)
     if "lr" in options:
         options["lr_d"] = options["lr_g"] = options.pop("lr")
-    state = new_state(make_config(objective, **{**SMALL, **options}))
+    state = new_state(tiny_config(objective, **options))
     train(state, synthetic_images(), tmp_path)
     record = json.loads((tmp_path / "log.jsonl").read_text())
     assert all(torch.isfinite(p).all() for p in list(state.G.parameters()) + list(state.D.parameters()))
@@ -36,13 +37,41 @@ def test_every_objective_trains_an_epoch_with_finite_values(tmp_path, objective,
         assert "wasserstein" in record
 
 
+# Hand-computed values at v_real = (0, 2), v_fake = (0, -1), with softplus(x) = log(1 + e^x):
+# softplus(0) = log 2 = 0.6931472, softplus(-1) = 0.3132617, softplus(-2) = 0.1269280, softplus(1) = 1.3132617.
+V_REAL, V_FAKE = torch.tensor([0.0, 2.0]), torch.tensor([0.0, -1.0])
+
+
+def test_vanilla_losses_are_binary_cross_entropy_with_logits():
+    config = make_config("vanilla")
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    # D: mean softplus(-v_real) + mean softplus(v_fake) = (0.6931472 + 0.1269280)/2 + (0.6931472 + 0.3132617)/2
+    d = losses.d_loss(config, V_REAL, V_FAKE)
+    assert d.item() == pytest.approx(0.9132420, abs=1e-6)
+    assert d.item() == pytest.approx((bce(V_REAL, torch.ones(2)) + bce(V_FAKE, torch.zeros(2))).item(), abs=1e-6)
+    # G, non-saturating: mean softplus(-v_fake) = (0.6931472 + 1.3132617)/2, the BCE of fakes labelled real
+    g = losses.g_loss(config, V_FAKE)
+    assert g.item() == pytest.approx(1.0032044, abs=1e-6) and g.item() == pytest.approx(bce(V_FAKE, torch.ones(2)).item())
+    # G, minimax: -mean softplus(v_fake) = -(0.6931472 + 0.3132617)/2, minus D's loss on fakes
+    minimax = losses.g_loss(make_config("vanilla", g_loss="minimax"), V_FAKE)
+    assert minimax.item() == pytest.approx(-0.5032044, abs=1e-6)
+
+
+def test_wasserstein_losses_have_the_critics_signs():
+    config = make_config("wgan")
+    # the critic maximises E[v_real] - E[v_fake] = 1 - (-0.5): its loss is the negation, -1.5
+    assert losses.d_loss(config, V_REAL, V_FAKE).item() == pytest.approx(-1.5)
+    # the generator maximises E[v_fake] = -0.5: its loss is 0.5
+    assert losses.g_loss(config, V_FAKE).item() == pytest.approx(0.5)
+
+
 def blow_up_discriminator(state):
     with torch.no_grad():
         next(state.D.parameters()).mul_(1e30)
 
 
 def test_guard_stops_on_an_exploding_step_and_keeps_the_last_checkpoint(tmp_path):
-    state = new_state(make_config("fgan", div="kl", **{**SMALL, "epochs": 3}))
+    state = new_state(tiny_config("fgan", div="kl", epochs=3))
     images = synthetic_images()
 
     def explode(state, scalars):
@@ -60,7 +89,7 @@ def test_guard_stops_on_an_exploding_step_and_keeps_the_last_checkpoint(tmp_path
 
 
 def test_guard_in_a_switched_runs_first_epoch_points_to_its_parent(tmp_path):
-    state = new_state(make_config("fgan", div="kl", **{**SMALL, "epochs": 3}))
+    state = new_state(tiny_config("fgan", div="kl", epochs=3))
     state.epoch, state.parent = 2, str(tmp_path / "js" / "checkpoint.safetensors")
     with pytest.raises(GancliError) as err:
         train(state, synthetic_images(), tmp_path / "kl", on_step=lambda state, scalars: blow_up_discriminator(state))
@@ -69,7 +98,7 @@ def test_guard_in_a_switched_runs_first_epoch_points_to_its_parent(tmp_path):
 
 
 def test_wgan_clips_critic_weights(tmp_path):
-    state = new_state(make_config("wgan", **SMALL))
+    state = new_state(tiny_config("wgan"))
     train(state, synthetic_images(), tmp_path)
     assert max(p.abs().max().item() for p in state.D.parameters()) <= 0.01
 
@@ -79,7 +108,7 @@ def test_gradient_penalty_of_a_linear_critic():
     for norm, expected in ((1.0, 0.0), (3.0, 4.0)):
         w = torch.zeros(1, 1, 2, 2)
         w.view(-1)[0] = norm
-        critic = lambda x: (x * w).flatten(1).sum(1)
+        critic = lambda x, w=w: (x * w).flatten(1).sum(1)
         real, fake = torch.randn(5, 1, 2, 2), torch.randn(5, 1, 2, 2)
         penalty = losses.gradient_penalty(critic, real, fake, torch.rand(5, 1, 1, 1))
         assert penalty.item() == pytest.approx(expected, abs=1e-6)
@@ -109,17 +138,17 @@ def test_objective_defaults_follow_the_papers():
     assert (gp.lr_d, gp.betas, gp.n_critic, gp.gp_lambda) == (1e-4, (0.0, 0.9), 5, 10.0)
 
 
-def test_pretrain_then_resume_with_kl_starts_a_child_run(gan, tmp_path, tiny_data):
-    gan("pretrain", "--data", tiny_data, *TINY, "--epochs", "2", "--name", "js", check=0)
+def test_pretrain_then_resume_with_kl_starts_a_child_run(cli, tmp_path, tiny_data):
+    assert cli("pretrain", "--data", tiny_data, *TINY, "--epochs", "2", "--name", "js").exit_code == 0
     parent = tmp_path / "runs/js/checkpoint.safetensors"
     before = parent.read_bytes()
-    result = gan("resume", "--div", "kl", "--epochs", "1", "--name", "kl", "--clip-grad-norm", "1", check=0)
-    err = result.stderr.decode()
-    assert "switched fgan-js -> fgan-kl" in err and "kept the optimizer moments" in err
+    result = cli("resume", "--div", "kl", "--epochs", "1", "--name", "kl", "--clip-grad-norm", "1", "--device", "cpu")
+    assert result.exit_code == 0, result.stderr
+    assert "switched fgan-js -> fgan-kl" in result.stderr and "kept the optimizer moments" in result.stderr
     assert parent.read_bytes() == before  # the pre-trained checkpoint stays untouched
     _, meta = ckpt.read_file(tmp_path / "runs/kl/checkpoint.safetensors", "gan")
-    assert meta["parent"] == "runs/js/checkpoint.safetensors" or meta["parent"].endswith("runs/js/checkpoint.safetensors")
+    assert Path(meta["parent"]).resolve() == parent.resolve()  # the latest run, as found
     assert meta["config"]["div"] == "kl" and meta["epoch"] == 3 and meta["config"]["clip_grad_norm"] == 1
     assert (tmp_path / "runs/latest").resolve().name == "kl"
-    reset = gan("resume", "runs/js", "--div", "pearson", "--epochs", "1", "--reset-optimizer", check=0)
-    assert "dropped" in reset.stderr.decode()
+    reset = cli("resume", "runs/js", "--div", "pearson", "--epochs", "1", "--reset-optimizer", "--device", "cpu")
+    assert reset.exit_code == 0 and "dropped" in reset.stderr

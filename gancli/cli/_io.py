@@ -48,10 +48,13 @@ def user_errors(command: str):
 
 def binary_output(dest: str | None) -> str:
     """Where a command writing images goes: `-` when stdout is not a terminal, never binary to a tty."""
+    from gancli.streams import check_destination
+
     dest = dest or "-"
     if dest == "-" and sys.stdout.isatty():
         raise GancliError("refusing to write a binary samples stream to a terminal",
                           "pipe it (| gan score), redirect it (> out.safetensors), or pass -o DIR|FILE.safetensors")
+    check_destination(dest)
     return dest
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from gancli.cli._io import binary_output, console, user_errors
-from gancli.cli.sample import KeepTop, Output, Reject, write_output
+from gancli.cli.options import DataDir, Device, KeepTop, Output, PassBatch, Reject, Runs, Source
+from gancli.cli.sample import write_output
 from gancli.errors import GancliError
 
 Opt = typer.Option
@@ -15,15 +16,15 @@ Opt = typer.Option
 
 @user_errors("filter")
 def filter_images(
-    source: Annotated[str, typer.Argument(help="- (stdin stream), samples file, image folder or dataset name.")] = "-",
-    ckpt: Annotated[Optional[str], Opt("--ckpt", help="Checkpoint whose discriminator scores \\[default: the latest run].")] = None,
+    source: Source = "-",
+    ckpt: Annotated[str | None, Opt("--ckpt", help="Checkpoint whose discriminator scores \\[default: the latest run].")] = None,
     reject: Reject = None,
     keep_top: KeepTop = None,
     output: Output = None,
-    data_dir: Annotated[Optional[str], Opt("--data-dir", help="Folder with the IDX files, for dataset sources.")] = None,
-    batch_size: Annotated[int, Opt("--batch-size", help="Images per discriminator pass.")] = 500,
-    runs: Annotated[Optional[str], Opt("--runs", help="Runs folder for the latest run.")] = None,
-    device: Annotated[str, Opt("--device", help="auto, cpu or cuda.")] = "auto",
+    data_dir: DataDir = None,
+    batch_size: PassBatch = 500,
+    runs: Runs = None,
+    device: Device = "auto",
 ):
     """Score images with a checkpoint's discriminator and keep the accepted ones.
 

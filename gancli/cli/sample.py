@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal
 
 import typer
 
 from gancli.cli._io import binary_output, console, parse_ints, user_errors
+from gancli.cli.options import POSITIVE, Checkpoint, Device, KeepTop, LatentSeed, Output, PassBatch, Reject, Runs
 from gancli.errors import GancliError
 
 Opt = typer.Option
-Checkpoint = Annotated[Optional[str], typer.Argument(help="Checkpoint or run folder \\[default: the latest run].")]
-Runs = Annotated[Optional[str], Opt("--runs", help="Runs folder for the latest run (else GANCLI_RUNS, else ./runs).")]
-Output = Annotated[Optional[str], Opt("-o", "--output", help="- (stdout stream), FILE.safetensors or a folder of PNGs \\[default: - when piped].")]
-Device = Annotated[str, Opt("--device", help="auto, cpu or cuda.")]
-Reject = Annotated[Optional[float], Opt("--reject", help="Keep samples whose discriminator confidence r/(1+r) >= this, e.g. 0.6.")]
-KeepTop = Annotated[Optional[float], Opt("--keep-top", help="Keep this fraction with the highest discriminator score (any objective).")]
 
 
 def write_output(samples, dest: str) -> None:
@@ -30,18 +25,21 @@ def write_output(samples, dest: str) -> None:
 @user_errors("sample")
 def sample(
     checkpoint: Checkpoint = None,
-    n: Annotated[int, Opt("-n", help="Number of images.")] = 10000,
-    seed: Annotated[int, Opt("--seed", help="Same seed, same images, whatever --batch-size.")] = 0,
-    batch_size: Annotated[int, Opt("--batch-size", help="Images per network pass.")] = 500,
+    n: Annotated[int, Opt("-n", min=1, help="Number of images.")] = 10000,
+    seed: LatentSeed = 0,
+    batch_size: PassBatch = 500,
     output: Output = None,
-    grid: Annotated[Optional[Path], Opt("--grid", help="Also save the first 64 images as a PNG grid.")] = None,
+    grid: Annotated[Path | None, Opt("--grid", help="Also save the first 64 images as a PNG grid.")] = None,
     reject: Reject = None,
-    reject_method: Annotated[str, Opt("--reject-method", help="threshold (confidence >= --reject) or drs (Azadi et al. 2019).")] = "threshold",
-    drs_percentile: Annotated[float, Opt("--drs-percentile", help="DRS gamma: this percentile of F on the burn-in maps to acceptance 1/2.")] = 80.0,
+    reject_method: Annotated[Literal["threshold", "drs"], Opt("--reject-method",
+        help="threshold (confidence >= --reject) or drs (Azadi et al. 2019).")] = "threshold",
+    drs_percentile: Annotated[float, Opt("--drs-percentile", min=0, max=100,
+        help="DRS gamma: this percentile of F on the burn-in maps to acceptance 1/2.")] = 80.0,
     keep_top: KeepTop = None,
-    max_draws: Annotated[Optional[int], Opt("--max-draws", help="Give up after this many draws \\[default: 100 n].")] = None,
+    max_draws: Annotated[int | None, Opt("--max-draws", min=1, help="Give up after this many draws \\[default: 100 n].")] = None,
     mix: Annotated[bool, Opt("--mix", help="z = a z1 + (1-a) z2, a ~ U(0,1): precision up, recall down.")] = False,
-    truncation: Annotated[Optional[float], Opt("--truncation", help="Resample latent components beyond PSI: precision up, recall down.")] = None,
+    truncation: Annotated[float | None, Opt("--truncation", callback=POSITIVE,
+        help="Resample latent components beyond PSI: precision up, recall down.")] = None,
     runs: Runs = None, device: Device = "auto",
 ):
     """Generate images as a samples stream (stdout when piped), a .safetensors file or PNGs.
@@ -58,14 +56,14 @@ def sample(
     from gancli.sampling import generate, make_acceptance
     from gancli.training import load_models, resolve_device
 
+    if reject is not None and keep_top is not None:
+        raise GancliError("--reject and --keep-top exclude each other", "choose one")
+    if grid is not None and not grid.parent.is_dir():
+        raise GancliError(f"--grid {grid}: no folder {grid.parent}", "create it first")
     dest = binary_output(output)
     path = resolve_checkpoint(checkpoint, runs)
     dev = resolve_device(device)
     config, G, D, _ = load_models(path, device)
-    if truncation is not None and truncation <= 0:
-        raise GancliError("--truncation must be positive")
-    if reject is not None and keep_top is not None:
-        raise GancliError("--reject and --keep-top exclude each other", "choose one")
     accept = make_acceptance(config, G, D, reject, reject_method, drs_percentile, seed, batch_size, dev)
     with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task("sampling", total=n)
@@ -86,13 +84,14 @@ def sample(
 @user_errors("interpolate")
 def interpolate(
     checkpoint: Checkpoint = None,
-    pairs: Annotated[int, Opt("--pairs", help="Rows: pairs of endpoints.")] = 8,
-    steps: Annotated[int, Opt("--steps", help="Images per row, endpoints included.")] = 10,
-    mode: Annotated[str, Opt("--mode", help="slerp (White 2016) or lerp.")] = "slerp",
-    seeds: Annotated[Optional[str], Opt("--seeds", help="One seed per pair, e.g. 3,7,11 \\[default: --seed, --seed+1, ...].")] = None,
-    seed: Annotated[int, Opt("--seed", help="First seed when --seeds is not given.")] = 0,
+    pairs: Annotated[int, Opt("--pairs", min=1, help="Rows: pairs of endpoints.")] = 8,
+    steps: Annotated[int, Opt("--steps", min=2, help="Images per row, endpoints included.")] = 10,
+    mode: Annotated[Literal["slerp", "lerp"], Opt("--mode", help="slerp (White 2016) or lerp.")] = "slerp",
+    seeds: Annotated[str | None, Opt("--seeds", help="One seed per pair, e.g. 3,7,11 \\[default: --seed, --seed+1, ...].")] = None,
+    seed: LatentSeed = 0,
     reject: Reject = None,
-    output: Annotated[Optional[str], Opt("-o", "--output", help="grid.png, anim.gif, frames.safetensors, - or a folder.")] = "interpolation.png",
+    output: Annotated[str | None, Opt("-o", "--output",
+        help="grid.png, anim.gif, frames.safetensors, - or a folder.")] = "interpolation.png",
     runs: Runs = None, device: Device = "auto",
 ):
     """Render latent interpolations: one row per pair of endpoints.
@@ -112,8 +111,6 @@ def interpolate(
 
     dest = output if output and output.endswith((".png", ".gif")) else binary_output(output)
     pair_seeds = parse_ints(seeds, "--seeds") if seeds else tuple(range(seed, seed + pairs))
-    if len(pair_seeds) < 1:
-        raise GancliError("--pairs must be at least 1")
     path = resolve_checkpoint(checkpoint, runs)
     dev = resolve_device(device)
     config, G, D, _ = load_models(path, device)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from typing import Annotated, Optional
+from typing import Annotated, Literal
 
 import typer
 
 from gancli.cli._io import console, user_errors
+from gancli.cli.options import DataDir, Device, PassBatch, Source
 from gancli.errors import GancliError
 
 Opt = typer.Option
@@ -60,18 +61,22 @@ def _table(result: dict) -> None:
 
 @user_errors("score")
 def score(
-    source: Annotated[str, typer.Argument(help="- (stdin stream), samples file, image folder or dataset name.")] = "-",
+    source: Source = "-",
     ref: Annotated[str, Opt("--ref", help="Reference images (any source).")] = "mnist:test",
-    features: Annotated[str, Opt("--features", help="inception (TF-2015 FID pool3) or mnist (the shipped classifier).")] = "inception",
-    n: Annotated[int, Opt("-n", help="Use the first N generated and N reference images.")] = 10000,
-    k: Annotated[int, Opt("--k", help="Neighbours for precision/recall and density/coverage.")] = 3,
+    features: Annotated[Literal["inception", "mnist"], Opt("--features",
+        help="inception (TF-2015 FID pool3) or mnist (the shipped classifier).")] = "inception",
+    n: Annotated[int, Opt("-n", min=2, help="Use the first N generated and N reference images.")] = 10000,
+    k: Annotated[int, Opt("--k", min=1, help="Neighbours for precision/recall and density/coverage.")] = 3,
     as_json: Annotated[bool, Opt("--json", help="One JSON object on stdout.")] = False,
-    inception_weights: Annotated[Optional[str], Opt("--inception-weights", help="pytorch-fid .pth or TorchScript FID Inception (else GANCLI_INCEPTION_WEIGHTS).")] = None,
-    precision: Annotated[str, Opt("--precision", help="Inception numerics: fp32, bf16 autocast, or auto: bf16 on CPUs with native bf16 (1.9x faster than fp32, FID within 0.3%).")] = "auto",
+    inception_weights: Annotated[str | None, Opt("--inception-weights",
+        help="pytorch-fid .pth or TorchScript FID Inception (else GANCLI_INCEPTION_WEIGHTS).")] = None,
+    precision: Annotated[Literal["auto", "fp32", "bf16"], Opt("--precision",
+        help="Inception numerics: fp32, bf16 autocast, or auto: bf16 on CPUs with native bf16 "
+             "(1.9x faster than fp32, FID within 0.3%).")] = "auto",
     no_cache: Annotated[bool, Opt("--no-cache", help="Recompute the reference features.")] = False,
-    data_dir: Annotated[Optional[str], Opt("--data-dir", help="Folder with the IDX files, for dataset sources.")] = None,
-    batch_size: Annotated[Optional[int], Opt("--batch-size", help="Images per extractor pass.")] = None,
-    device: Annotated[str, Opt("--device", help="auto, cpu or cuda.")] = "auto",
+    data_dir: DataDir = None,
+    batch_size: PassBatch = None,
+    device: Device = "auto",
 ):
     """Compare generated images with reference images (design note section 6).
 
@@ -87,10 +92,6 @@ def score(
     from gancli.metrics import class_coverage, evaluate
     from gancli.training import resolve_device
 
-    if features not in ("inception", "mnist"):
-        raise GancliError(f"unknown --features {features!r}", "use inception or mnist")
-    if precision not in ("auto", "fp32", "bf16"):
-        raise GancliError(f"unknown --precision {precision!r}", "use auto, fp32 or bf16")
     dev = resolve_device(device)
     fake = load_images(source, data_dir)[:n]
     real = load_images(ref, data_dir)[:n]
