@@ -39,8 +39,8 @@ def gemm_gflops(size: int = 1024, repeats: int = 30) -> float:
     return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
-def gancli_images_per_s(images: torch.Tensor, steps: int, batch: int, precision: str = "fp32") -> float:
-    state = new_state(make_config("vanilla", batch_size=batch, precision=precision))
+def gancli_images_per_s(images: torch.Tensor, steps: int, batch: int, objective: str = "vanilla", **options) -> float:
+    state = new_state(make_config(objective, batch_size=batch, **options))
     order = torch.randperm(images.shape[0])
     run = lambda i: train_step(state, to_unit_range(images[order[i * batch:(i + 1) * batch]]), 0.0)
     for i in range(20):
@@ -112,18 +112,25 @@ def main() -> None:
     images = load_images("mnist")
     root = torchvision_root()
     try:
-        plain = plain_images_per_s(root, args.steps, args.batch_size)
+        # This machine's throughput drifts over a minute: the baseline runs before and after, and each
+        # ratio is against their mean.
+        before = plain_images_per_s(root, args.steps, args.batch_size)
+        ours = gancli_images_per_s(images, args.steps, args.batch_size)
+        ours_bf16 = gancli_images_per_s(images, args.steps, args.batch_size, precision="bf16")
+        fgan = gancli_images_per_s(images, args.steps, args.batch_size, "fgan")
+        fgan_plain = gancli_images_per_s(images, args.steps, args.batch_size, "fgan", spectral_norm=False)
+        plain = (before + plain_images_per_s(root, args.steps, args.batch_size)) / 2
     finally:
         shutil.rmtree(root)
-    ours = gancli_images_per_s(images, args.steps, args.batch_size)
-    ours_bf16 = gancli_images_per_s(images, args.steps, args.batch_size, "bf16")
     gflops = gemm_gflops()
     reached = ours * FLOP_PER_IMAGE_STEP / 1e9
     print(f"threads {torch.get_num_threads()}, batch {args.batch_size}, {args.steps} steps each")
-    print(f"plain DataLoader loop : {plain:8.0f} images/s")
+    print(f"plain DataLoader loop : {plain:8.0f} images/s (mean of the runs before and after)")
     print(f"gancli training loop  : {ours:8.0f} images/s")
     print(f"ratio                 : {ours / plain:8.2f}x")
     print(f"gancli --precision bf16: {ours_bf16:7.0f} images/s, {ours_bf16 / plain:.2f}x the plain loop")
+    print(f"gancli fgan (defaults: spectral norm): {fgan:7.0f} images/s, {fgan / plain:.2f}x the plain loop")
+    print(f"gancli fgan --no-spectral-norm: {fgan_plain:7.0f} images/s, {fgan_plain / plain:.2f}x the plain loop")
     print(f"fp32 GEMM (1024^3)    : {gflops:8.1f} GFLOP/s; gancli reaches {reached:.1f} GFLOP/s = {reached / gflops:.0%}")
 
 

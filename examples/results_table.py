@@ -25,18 +25,18 @@ def read_json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def training_seconds(runs: Path, model: str) -> float:
+def training_seconds(runs: Path, model: str, parents: dict[str, str] = PARENT_RUN) -> float:
     total = 0.0
-    for run in (model, PARENT_RUN.get(model)):
+    for run in (model, parents.get(model)):
         log = runs / run / "log.jsonl" if run else None
         if log and log.is_file():
             total += sum(json.loads(line)["seconds"] for line in log.read_text().splitlines() if line.strip())
     return total
 
 
-def training_note(runs: Path, model: str) -> str:
+def training_note(runs: Path, model: str, parents: dict[str, str] = PARENT_RUN) -> str:
     """Training time, and where the divergence guard stopped the run (its last good checkpoint is sampled)."""
-    text = minutes(training_seconds(runs, model))
+    text = minutes(training_seconds(runs, model, parents))
     stopped = runs / model / ".stopped"
     if stopped.is_file():
         found = re.search(r"diverged at epoch (\d+)", stopped.read_text())

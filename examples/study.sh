@@ -46,65 +46,8 @@ SWITCHED=$(( EPOCHS - PRETRAIN > 0 ? EPOCHS - PRETRAIN : 1 ))
 COMMON=(--seed 0 --precision "$PRECISION")
 FGAN=(--lr 2e-4 --betas 0.5,0.999 --d-weight-decay 1e-4 --clip-grad-norm 1)
 
-say() { printf '\n== %s\n' "$*" >&2; }
-
-# epochs a run has completed, from its log (0 if none)
-completed() {
-    python -c 'import json, sys; lines = open(sys.argv[1]).read().splitlines(); print(json.loads(lines[-1])["epoch"] if lines else 0)' \
-        "$1/log.jsonl" 2>/dev/null || echo 0
-}
-
-# fresh OUTPUT INPUT: OUTPUT exists and INPUT is not newer (a model trained further is sampled and scored again)
-fresh() { [ -f "$1" ] && [ ! "$2" -nt "$1" ]; }
-
-# train NAME EPOCH GAN-ARGS...: run `gan GAN-ARGS --name NAME` until NAME has completed EPOCH epochs;
-# an interrupted run is resumed from the step where it stopped (and a finished one extended to EPOCH).
-# A run the divergence guard stops (exit 1) is a result, not a failure: it keeps its last good
-# checkpoint, gets a .stopped mark with the reason, and the study goes on; Ctrl-C still stops it.
-train() {
-    local name=$1 target=$2; shift 2
-    local run=$RUNS/$name status=0
-    [ -f "$run/.stopped" ] && return
-    if [ -f "$run/checkpoint.safetensors" ]; then
-        [ "$(completed "$run")" -ge "$target" ] && return
-        say "$name: resuming"
-        gan resume "$run" --until-epoch "$target" 2> >(tee "$OUT/times/$name.train" >&2) || status=$?
-    else
-        say "$name: gan $*"
-        rm -rf "$run"                       # interrupted before its first checkpoint
-        gan "$@" --runs "$RUNS" --name "$name" 2> >(tee "$OUT/times/$name.train" >&2) || status=$?
-    fi
-    [ "$status" -eq 1 ] && mkdir -p "$run" && tail -n 1 "$OUT/times/$name.train" > "$run/.stopped"
-    [ "$status" -le 1 ] || exit "$status"
-}
-
-# sample ROW MODEL SAMPLE-ARGS...: N images to samples/ROW.safetensors (written atomically). A model
-# whose discriminator rejects (nearly) every draw gets samples/ROW.failed, which the table reports.
-sample() {
-    local row=$1 model=$2; shift 2
-    local checkpoint=$RUNS/$model/checkpoint.safetensors
-    fresh "$OUT/samples/$row.safetensors" "$checkpoint" || fresh "$OUT/samples/$row.failed" "$checkpoint" && return
-    say "$row: sampling"
-    rm -f "$OUT/samples/$row.failed"
-    local start=$SECONDS
-    if gan sample "$RUNS/$model" -n "$N" --seed 1 --max-draws $(( DRAWS * N )) "$@" --grid "$OUT/grids/$row.png" \
-        -o "$OUT/samples/$row.safetensors" 2> "$OUT/times/$row.log"; then
-        echo $(( SECONDS - start )) > "$OUT/times/$row.sample"
-    else
-        tail -n 1 "$OUT/times/$row.log" | tee "$OUT/samples/$row.failed" >&2
-    fi
-}
-
-# score ROW FEATURES [M]: scores/ROW.FEATURES.json, against the first M (default N) MNIST test images.
-score() {
-    local row=$1 features=$2 count=${3:-$N}
-    local json=$OUT/scores/$row.$features.json
-    fresh "$json" "$OUT/samples/$row.safetensors" || [ ! -f "$OUT/samples/$row.safetensors" ] && return
-    say "$row: scoring with $features features"
-    gan score "$OUT/samples/$row.safetensors" --ref mnist:test --features "$features" -n "$count" \
-        --precision "$PRECISION" --json > "$json.partial"
-    mv "$json.partial" "$json"
-}
+# shellcheck source=examples/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 train vanilla "$EPOCHS" train vanilla "${COMMON[@]}" --epochs "$EPOCHS"
 train fgan-js "$EPOCHS" train fgan --div js "${FGAN[@]}" "${COMMON[@]}" --epochs "$EPOCHS"

@@ -6,6 +6,7 @@ Importing this module must stay cheap (no torch): the CLI validates options with
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from gancli.errors import GancliError
@@ -19,6 +20,7 @@ DIVERGENCES = (
 ARCHS = ("mlp", "dcgan")
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 G_LOSSES = ("alternative", "minimax")
+LR_DECAYS = ("none", "linear", "cosine")
 PRECISIONS = ("fp32", "bf16")
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -26,7 +28,7 @@ DEVICES = ("auto", "cpu", "cuda")
 # Fields fixed when a run starts: they shape the networks (d_dropout adds modules to the MLP
 # discriminator, so its weights would no longer load) or seed its randomness (the RNG states
 # come from the checkpoint). On resume a different value is refused, the same one accepted.
-LOCKED_FIELDS = ("arch", "z_dim", "g_hidden", "d_hidden", "conv_width", "image_shape", "d_dropout", "seed")
+LOCKED_FIELDS = ("arch", "z_dim", "g_hidden", "d_hidden", "conv_width", "image_shape", "d_dropout", "spectral_norm", "seed")
 # Fields that define what is optimised: changing one on resume starts a new child run.
 OBJECTIVE_FIELDS = ("objective", "div", "alpha", "g_loss")
 
@@ -45,6 +47,7 @@ class TrainConfig:
     conv_width: int = 64
     image_shape: tuple[int, int, int] = (1, 28, 28)
     d_dropout: float = 0.0
+    spectral_norm: bool = False  # every layer of D divided by its largest singular value (Miyato et al. 2018)
     # data and schedule
     data: str = "mnist"
     epochs: int = 20
@@ -62,6 +65,10 @@ class TrainConfig:
     ms_lambda: float = 0.0
     ms_step: float = 0.0
     ms_every: int = 10
+    r1: float = 0.0  # gamma of the zero-centred penalty gamma/2 E_P ||grad_x D(x)||^2 (Mescheder et al. 2018)
+    lr_warmup: int = 0  # epochs at lr/100 then lr/10 (half each) after a start or a switch of objective
+    lr_decay: str = "none"  # after the warm-up, to lr_floor * lr at the last configured epoch
+    lr_floor: float = 0.0
     precision: str = "fp32"
 
     def to_dict(self) -> dict:
@@ -79,6 +86,21 @@ class TrainConfig:
             if not _same_kind(value, default):
                 raise GancliError(f"config field {name} is {value!r}, expected a value like {default!r}")
         return validate(cls(**cleaned))
+
+    def lr_factor(self, epoch: int, start: int = 0) -> float:
+        """Multiplier of both learning rates in a 0-based epoch, for an objective that started at epoch `start`:
+        the warm-up's 1/100 then 1/10 (the reference study's), then 1, decaying linearly or along a
+        half cosine towards lr_floor, which it would reach at the end of the last configured epoch."""
+        k = epoch - start
+        if k < self.lr_warmup:
+            return 0.01 if k < self.lr_warmup / 2 else 0.1
+        decay_start = start + self.lr_warmup
+        progress = min(1.0, (epoch - decay_start) / max(1, self.epochs - decay_start))
+        if self.lr_decay == "linear":
+            return 1 - (1 - self.lr_floor) * progress
+        if self.lr_decay == "cosine":
+            return self.lr_floor + (1 - self.lr_floor) * (1 + math.cos(math.pi * progress)) / 2
+        return 1.0
 
     def ms_lambda_at(self, epoch: int) -> float:
         """MSGAN weight for a 0-based epoch: start at ms_lambda, + ms_step every ms_every epochs."""
@@ -110,10 +132,12 @@ def _same_kind(value, default) -> bool:
 
 
 # The papers' settings: vanilla / f-GAN (Radford et al. 2015), WGAN (Arjovsky et al. 2017),
-# WGAN-GP (Gulrajani et al. 2017).
+# WGAN-GP (Gulrajani et al. 2017). f-GAN adds spectral normalisation of D (Miyato et al. 2018):
+# without it the unbounded conjugates (KL, Pearson, Jeffrey) drive D's output to infinity within
+# an epoch or two on MNIST; --no-spectral-norm gives back the course's plain D.
 OBJECTIVE_DEFAULTS: dict[str, dict] = {
     "vanilla": {},
-    "fgan": {},
+    "fgan": {"spectral_norm": True},
     "wgan": {"optimizer": "rmsprop", "lr_g": 5e-5, "lr_d": 5e-5, "n_critic": 5, "clip_weights": 0.01},
     "wgan-gp": {"lr_g": 1e-4, "lr_d": 1e-4, "betas": (0.0, 0.9), "n_critic": 5, "gp_lambda": 10.0},
 }
@@ -159,6 +183,8 @@ def validate(c: TrainConfig) -> TrainConfig:
            "--epochs, --batch-size, --n-critic and --ms-every must be positive")
     _check(c.lr_g > 0 and c.lr_d > 0, "learning rates must be positive")
     _check(len(c.betas) == 2 and all(0.0 <= b < 1.0 for b in c.betas), "--betas takes two numbers in [0, 1)", "e.g. 0.5,0.999")
-    _check(min(c.d_weight_decay, c.clip_grad_norm, c.clip_weights, c.gp_lambda, c.ms_lambda) >= 0,
-           "weight decay, clipping, gradient penalty and mode-seeking lambda must be >= 0")
+    _check(min(c.d_weight_decay, c.clip_grad_norm, c.clip_weights, c.gp_lambda, c.ms_lambda, c.r1, c.lr_warmup) >= 0,
+           "weight decay, clipping, penalties, mode-seeking lambda and warm-up must be >= 0")
+    _check(c.lr_decay in LR_DECAYS, f"unknown --lr-decay {c.lr_decay!r}", f"choose one of {', '.join(LR_DECAYS)}")
+    _check(0.0 <= c.lr_floor <= 1.0, "--lr-floor is a fraction of the learning rate, in [0, 1]")
     return c

@@ -42,6 +42,25 @@ def gradient_penalty(D, real: torch.Tensor, fake: torch.Tensor, eps: torch.Tenso
     return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
 
 
+def zero_centred_penalty(v_real: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    """R1 (Mescheder et al. 2018) without its gamma/2: E_P ||grad_x D(x)||^2. `inputs` is the batch D saw,
+    requiring grad, real images first (one per entry of v_real); the graph is kept, so the penalty trains D."""
+    (grad,) = torch.autograd.grad(v_real.sum(), inputs, create_graph=True)
+    return grad[: len(v_real)].flatten(1).pow(2).sum(1).mean()
+
+
+def d_accuracy(config: TrainConfig, v_real: torch.Tensor, v_fake: torch.Tensor) -> tuple[float, float]:
+    """Shares of real and fake images the discriminator gets right: real when g_f(v) > f'(1), i.e. the
+    density-ratio estimate exceeds 1 (vanilla: v > 0); a WGAN critic, which has no threshold, is
+    judged against the median of its outputs on the batch, real and fake together."""
+    row = objective_divergence(config)
+    if row is None:
+        median = torch.cat([v_real, v_fake]).median()
+        return (v_real > median).float().mean().item(), (v_fake <= median).float().mean().item()
+    return ((row.activation(v_real) > row.threshold).float().mean().item(),
+            (row.activation(v_fake) <= row.threshold).float().mean().item())
+
+
 def mode_seeking(fake1: torch.Tensor, fake2: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
     """MSGAN (Mao et al. 2019), as in the official code: 1 / (mean|G(z1)-G(z2)| / mean|z1-z2| + 1e-5)."""
     ratio = (fake1 - fake2).abs().mean() / (z1 - z2).abs().mean()

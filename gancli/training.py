@@ -48,6 +48,7 @@ class TrainState:
     batch_in_epoch: int = 0  # > 0 only in a checkpoint written by Ctrl-C
     totals: dict = field(default_factory=dict)  # running sums of the current epoch
     parent: str | None = None
+    objective_start: int = 0  # the epoch the current objective started at (0, or a switch's): the warm-up counts from it
 
 
 def resolve_device(device: str) -> torch.device:
@@ -96,6 +97,7 @@ def save_state(path: Path, state: TrainState) -> None:
         tensors["rng.cuda"] = torch.cuda.get_rng_state(state.device)
     meta = {"kind": "gan", "config": state.config.to_dict(), "epoch": state.epoch, "step": state.step,
             "batch_in_epoch": state.batch_in_epoch, "totals": state.totals, "parent": state.parent,
+            "objective_start": state.objective_start,
             "optimizers": {"G": rest_g, "D": rest_d}}
     ckpt.atomic_write(path, ckpt.encode({k: v.cpu() for k, v in tensors.items()}, meta))
 
@@ -159,6 +161,10 @@ def load_state(path: Path, changes: dict | None = None, device: str = "cpu",
     check_objective_options(config, changes)
     try:
         progress = {k: meta[k] for k in ("epoch", "step", "batch_in_epoch", "totals", "optimizers")}
+        progress["objective_start"] = meta.get("objective_start", 0)
+        counters = [progress[k] for k in ("epoch", "step", "batch_in_epoch", "objective_start")]
+        if not all(type(c) is int and c >= 0 for c in counters) or not isinstance(progress["totals"], dict):
+            raise ValueError("epoch, step and totals are not counters")
         if "batch_size" in changes and changes["batch_size"] != old_config.batch_size and progress["batch_in_epoch"]:
             raise GancliError(f"cannot change --batch-size in the middle of epoch {progress['epoch'] + 1}",
                               "finish the epoch first: gan resume CHECKPOINT --epochs 1")
@@ -197,9 +203,9 @@ def load_state(path: Path, changes: dict | None = None, device: str = "cpu",
                           f"{str(e).splitlines()[0][:100] if str(e) else ''})", "resume from another checkpoint") from None
     state = TrainState(config, G, D, opt_g, opt_d, data_rng, noise_rng, tensors["rng.data"], dev,
                        progress["epoch"], progress["step"], progress["batch_in_epoch"], progress["totals"],
-                       meta.get("parent"))
+                       meta.get("parent"), progress["objective_start"])
     if switched:
-        state.parent, state.totals = str(path), {}
+        state.parent, state.totals, state.objective_start = str(path), {}, state.epoch
     return state, notes
 
 
@@ -287,11 +293,15 @@ def train_step(state: TrainState, real: torch.Tensor, ms_lambda: float) -> dict:
     bf16 = torch.autocast(state.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
     with torch.set_grad_enabled(g_turn), bf16:
         fake = G(z)
+    both = torch.cat([real, fake.detach()]).requires_grad_(cfg.r1 > 0)
     with bf16:
-        v = D(torch.cat([real, fake.detach()])).float()  # one pass over real and fake: larger, faster GEMMs
+        v = D(both).float()  # one pass over real and fake: larger, faster GEMMs
     v_real, v_fake = v[:batch], v[batch:]
     loss_d = losses.d_loss(cfg, v_real, v_fake)
     out = {"d_loss": loss_d.item()}
+    out["d_acc_real"], out["d_acc_fake"] = losses.d_accuracy(cfg, v_real.detach(), v_fake.detach())
+    if cfg.r1 > 0:
+        loss_d = loss_d + cfg.r1 / 2 * losses.zero_centred_penalty(v_real, both)
     if cfg.objective in losses.WASSERSTEIN:
         out["wasserstein"] = -out["d_loss"]
     if cfg.gp_lambda > 0:
@@ -337,12 +347,13 @@ def _accumulate(totals: dict, scalars: dict) -> None:
 def _epoch_record(state: TrainState, ms_lambda: float) -> dict:
     t = state.totals
     record = {"epoch": state.epoch + 1, "step": state.step, "objective": state.config.label}
-    for key in ("d_loss", "g_loss", "wasserstein", "grad_norm_d", "grad_norm_g"):
+    for key in ("d_loss", "g_loss", "wasserstein", "d_acc_real", "d_acc_fake", "grad_norm_d", "grad_norm_g"):
         if t.get(f"n_{key}"):
             record[key] = t[key] / t[f"n_{key}"]
         if f"{key}_max" in t:
             record[f"{key}_max"] = t[f"{key}_max"]
-    record |= {"lr_d": state.config.lr_d, "lr_g": state.config.lr_g, "ms_lambda": ms_lambda,
+    lr = state.config.lr_factor(state.epoch, state.objective_start)
+    record |= {"lr_d": state.config.lr_d * lr, "lr_g": state.config.lr_g * lr, "ms_lambda": ms_lambda,
                "seconds": t.get("seconds", 0.0)}
     record["images_per_s"] = t.get("images", 0) / max(record["seconds"], 1e-9)
     return record
@@ -407,6 +418,10 @@ def train(state: TrainState, images: torch.Tensor, run: Path,
             order = torch.randperm(images.shape[0], generator=state.data_rng)[: n_batches * cfg.batch_size]
             batches = order.view(n_batches, cfg.batch_size).to(state.device)
             ms_lambda = cfg.ms_lambda_at(state.epoch) if cfg.ms_lambda > 0 else 0.0
+            lr = cfg.lr_factor(state.epoch, state.objective_start)
+            for opt, base in ((state.opt_g, cfg.lr_g), (state.opt_d, cfg.lr_d)):
+                for group in opt.param_groups:
+                    group["lr"] = base * lr
             while state.batch_in_epoch < n_batches:
                 started = time.perf_counter()
                 real = to_unit_range(images[batches[state.batch_in_epoch]])

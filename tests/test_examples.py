@@ -86,3 +86,17 @@ def test_pretrain_switch_example(smoke, tmp_path):
     assert result.returncode == 0, result.stderr.decode()[-3000:]
     assert (tmp_path / "runs" / "js-then-kl" / "checkpoint.safetensors").is_file()
     assert result.stdout.decode().startswith("js-then-kl: {")
+
+
+def test_divergences_example(smoke, tmp_path):
+    result = example("divergences.sh", "--smoke", "--out", tmp_path / "d", cwd=tmp_path, data=smoke / "mnist")
+    assert result.returncode == 0, result.stderr.decode()[-3000:]
+    table = (tmp_path / "d.md").read_text()
+    rows = {line.split(" | ")[0][3:-1]: line.split(" | ") for line in table.splitlines() if line.startswith("| `")}
+    assert set(rows) == {"alpha2", "js6-kl", "js6-kl+reject"}
+    for row in ("alpha2", "js6-kl"):
+        assert float(rows[row][2]) >= 0 and rows[row][8] == ("2" if row == "js6-kl" else "1")
+        assert "/" in rows[row][7]  # D accuracy on real / fake, from the log
+    _, meta = __import__("gancli.checkpoint", fromlist=["read_file"]).read_file(
+        tmp_path / "d/runs/js6-kl/checkpoint.safetensors", "gan")
+    assert meta["config"]["div"] == "kl" and meta["config"]["spectral_norm"] is True

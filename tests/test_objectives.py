@@ -1,5 +1,6 @@
 """Every objective trains; the guard, WGAN clipping, gradient penalty and mode seeking do what they say."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -10,7 +11,8 @@ from gancli import checkpoint as ckpt
 from gancli import losses
 from gancli.config import DIVERGENCES, make_config
 from gancli.errors import GancliError
-from gancli.training import _grad_norm, new_state, train
+from gancli.models import SpectralNorm, to_unit_range
+from gancli.training import _grad_norm, new_state, resume_run, train, train_step
 from tests.conftest import TINY, synthetic_images, tiny_config
 
 OBJECTIVES = (
@@ -152,3 +154,68 @@ def test_pretrain_then_resume_with_kl_starts_a_child_run(cli, tmp_path, tiny_dat
     assert (tmp_path / "runs/latest").resolve().name == "kl"
     reset = cli("resume", "runs/js", "--div", "pearson", "--epochs", "1", "--reset-optimizer", "--device", "cpu")
     assert reset.exit_code == 0 and "dropped" in reset.stderr
+
+
+def test_spectral_norm_bounds_every_discriminator_layer_and_resumes_bit_exactly(tmp_path):
+    config = tiny_config("fgan", div="kl", spectral_norm=True, epochs=2, lr_d=0.05, lr_g=0.05)
+    straight = train(new_state(config), synthetic_images(), tmp_path / "straight")
+    layers = [m for m in straight.D.modules() if isinstance(m, SpectralNorm)]
+    assert len(layers) == 2
+    for layer in layers:  # the effective weight W / sigma; sigma is power iteration's estimate, so near 1
+        effective = layer.layer.weight.detach() / layer.sigma().detach()
+        assert torch.linalg.matrix_norm(effective, 2).item() == pytest.approx(1.0, abs=0.05)
+    plain = train(new_state(tiny_config("fgan", div="kl", epochs=2, lr_d=0.05, lr_g=0.05, spectral_norm=False)),
+                  synthetic_images(), tmp_path / "p")
+    assert max(torch.linalg.matrix_norm(m.weight.detach(), 2).item() for m in plain.D.modules()
+               if isinstance(m, torch.nn.Linear)) > 1.5  # the plain D is not bounded
+    train(new_state(dataclasses.replace(config, epochs=1)), synthetic_images(), tmp_path / "split")
+    resumed = resume_run(tmp_path / "split/checkpoint.safetensors", epochs=1)
+    train(resumed.state, synthetic_images(), resumed.run)
+    a, b = (ckpt.read_file(tmp_path / run / "checkpoint.safetensors", "gan")[0] for run in ("straight", "split"))
+    assert a.keys() == b.keys() and "D.net.0.u" in a
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_r1_adds_gamma_over_2_times_the_squared_gradient_on_real_data():
+    """With a linear D, v = w.x + b, grad_x D = w, so R1 = gamma/2 ||w||^2 and its gradient in w is gamma w:
+    one SGD step with R1 moves w by an extra -lr gamma w, and nothing when gamma is 0."""
+    def first_d_step(r1):
+        state = new_state(tiny_config(d_hidden=(), optimizer="sgd", lr_d=0.1, lr_g=0.1, r1=r1))
+        w0 = state.D.net[0].weight.detach().clone()
+        train_step(state, to_unit_range(synthetic_images(16)), 0.0)
+        return w0, state.D.net[0].weight.detach()
+
+    w0, plain = first_d_step(0.0)
+    _, penalised = first_d_step(3.0)
+    torch.testing.assert_close(penalised - plain, -0.1 * 3.0 * w0, rtol=1e-4, atol=1e-6)
+    w = torch.randn(1, 4, requires_grad=True)
+    x = torch.randn(6, 4, requires_grad=True)
+    assert losses.zero_centred_penalty((x @ w.T).squeeze(1), x).item() == pytest.approx(w.pow(2).sum().item(), rel=1e-6)
+
+
+def test_lr_warmup_and_decay_follow_the_schedule_and_survive_a_switch(tmp_path):
+    warm = make_config("fgan", lr_warmup=10, epochs=12)
+    assert [warm.lr_factor(e) for e in range(12)] == [0.01] * 5 + [0.1] * 5 + [1.0] * 2
+    assert [warm.lr_factor(e, start=6) for e in (6, 11, 15, 16)] == [0.01, 0.1, 0.1, 1.0]  # from a switch at epoch 6
+    decay = make_config("vanilla", lr_decay="linear", lr_floor=0.2, epochs=4)
+    assert [decay.lr_factor(e) for e in range(4)] == pytest.approx([1.0, 0.8, 0.6, 0.4])
+    cosine = make_config("vanilla", lr_decay="cosine", epochs=2)
+    assert [cosine.lr_factor(e) for e in range(2)] == pytest.approx([1.0, 0.5])
+    # the optimizer runs at the scheduled rate, and a switch restarts the warm-up
+    state = train(new_state(tiny_config("fgan", lr_warmup=4, epochs=3)), synthetic_images(), tmp_path / "js")
+    assert [r["lr_d"] for r in map(json.loads, (tmp_path / "js/log.jsonl").read_text().splitlines())] == \
+        pytest.approx([2e-6, 2e-6, 2e-5])
+    assert state.opt_d.param_groups[0]["lr"] == pytest.approx(2e-5)
+    switched = resume_run(tmp_path / "js/checkpoint.safetensors", {"div": "kl"}, epochs=1)
+    assert switched.state.objective_start == 3
+    train(switched.state, synthetic_images(), switched.run)
+    assert json.loads((switched.run / "log.jsonl").read_text())["lr_d"] == pytest.approx(2e-6)
+
+
+def test_discriminator_accuracy_uses_each_objectives_threshold():
+    # vanilla: real when v > 0; KL: real when g_f(v) = v > f'(1) = 1; WGAN: against the batch median
+    assert losses.d_accuracy(make_config("vanilla"), torch.tensor([1.0, -1.0]), torch.tensor([-2.0, 3.0])) == (0.5, 0.5)
+    assert losses.d_accuracy(make_config("fgan", div="kl"), torch.tensor([2.0, 0.5]), torch.tensor([0.9, 0.2])) == (0.5, 1.0)
+    wgan = make_config("wgan")  # torch's median of an even count is the lower middle value
+    assert losses.d_accuracy(wgan, torch.tensor([5.0, 6.0]), torch.tensor([1.0, 2.0])) == (1.0, 1.0)
+    assert losses.d_accuracy(wgan, torch.tensor([5.0, 6.0]), torch.tensor([1.0, 7.0])) == (0.5, 0.5)

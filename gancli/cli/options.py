@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 import typer
 
 from gancli.cli._io import parse_floats, parse_ints
-from gancli.config import ARCHS, DEVICES, DIVERGENCES, G_LOSSES, OBJECTIVES, OPTIMIZERS, PRECISIONS
+from gancli.config import ARCHS, DEVICES, DIVERGENCES, G_LOSSES, LR_DECAYS, OBJECTIVES, OPTIMIZERS, PRECISIONS
 
 Opt = typer.Option
 
@@ -78,6 +78,8 @@ KNOBS: dict[str, Any] = {
     "conv_width": _knob(int, "--conv-width", "DCGAN base channels \\[default: 64].", ARCH_PANEL, min=1),
     "d_dropout": _knob(float, "--d-dropout", "Dropout in the discriminator, e.g. 0.3 \\[default: 0].", ARCH_PANEL,
                        callback=must(lambda v: 0 <= v < 1, "in [0, 1)")),
+    "spectral_norm": _knob(bool, "--spectral-norm/--no-spectral-norm",
+                           "Spectral normalisation of every D layer (Miyato et al. 2018) \\[default: on for fgan].", ARCH_PANEL),
     "div": _knob(Literal[DIVERGENCES], "--div", "f-divergence of fgan (on resume: switch to it, a child run) \\[default: js].",
                  OBJECTIVE_PANEL),
     "alpha": _knob(float, "--alpha", "Order of --div alpha (not 0 or 1) \\[default: 0.5].", OBJECTIVE_PANEL),
@@ -95,6 +97,13 @@ KNOBS: dict[str, Any] = {
     "ms_lambda": _knob(float, "--ms-lambda", "Mode-seeking (MSGAN) weight; 0 turns it off.", min=0),
     "ms_step": _knob(float, "--ms-step", "Add this to the mode-seeking weight every --ms-every epochs."),
     "ms_every": _knob(int, "--ms-every", "Epochs between mode-seeking weight steps \\[default: 10].", min=1),
+    "r1": _knob(float, "--r1", "Zero-centred gradient penalty gamma/2 E||grad D(real)||^2 (R1, Mescheder et al. 2018); 0 off.",
+                min=0),
+    "lr_warmup": _knob(int, "--lr-warmup", "Epochs of warm-up after a start or a switch: lr/100, then lr/10, half each; 0 off.",
+                       min=0),
+    "lr_decay": _knob(Literal[LR_DECAYS], "--lr-decay", "After the warm-up, decay lr to --lr-floor by the last epoch \\[default: none]."),
+    "lr_floor": _knob(float, "--lr-floor", "The decayed lr's end, a fraction of --lr \\[default: 0].",
+                      callback=must(lambda v: 0 <= v <= 1, "in [0, 1]")),
 }
 
 

@@ -41,6 +41,7 @@ def _progress_callbacks(state, total_batches: int):
 
     def on_epoch(state, record):
         parts = [f"{k} {record[k]:.4f}" for k in ("d_loss", "g_loss", "wasserstein") if k in record]
+        parts.append(f"D right on {record['d_acc_real']:.0%} of real, {record['d_acc_fake']:.0%} of fake")
         console.print(f"epoch {record['epoch']}/{state.config.epochs}: {', '.join(parts)}, "
                       f"{record['images_per_s']:,.0f} img/s, {record['seconds']:.1f} s", highlight=False)
 
