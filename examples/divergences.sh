@@ -51,24 +51,37 @@ options() {
     esac
 }
 
+# the table so far: written after every row, so that an interrupted study still shows what it has
+report() {
+    python "$(dirname "$0")/divergences_table.py" "$OUT" "$RESULTS" --epochs "$EPOCHS" --kl-epochs "$KL_EPOCHS" \
+        -n "$N" "${DIVERGENCES[@]}"
+}
+
+# ROW: trained, then (if the guard left a checkpoint) sampled and scored, then the table rewritten
+evaluate() {
+    local row=$1
+    if [ -f "$RUNS/$row/checkpoint.safetensors" ]; then
+        sample "$row" "$row"
+        score "$row" mnist
+    fi
+    report
+}
+
 for row in "${DIVERGENCES[@]}"; do
     # shellcheck disable=SC2046
     train "$row" "$EPOCHS" train fgan $(options "$row") --epochs "$EPOCHS"
+    evaluate "$row"
 done
 train js6 "$JS_EPOCHS" train fgan --div js --epochs "$JS_EPOCHS"
 train js6-kl "$(( JS_EPOCHS + KL_EPOCHS ))" resume "$RUNS/js6" --div kl --epochs "$KL_EPOCHS"
-
-for row in "${DIVERGENCES[@]}" js6-kl; do
-    [ -f "$RUNS/$row/checkpoint.safetensors" ] || continue   # the guard stopped it in its first epoch
-    sample "$row" "$row"
-    score "$row" mnist
-done
+evaluate js6-kl
 if [ -f "$RUNS/js6-kl/checkpoint.safetensors" ]; then
     sample js6-kl+reject js6-kl --reject 0.6
     score js6-kl+reject mnist
-    [ "$INCEPTION_N" -gt 0 ] && score js6-kl+reject inception "$INCEPTION_N" && score js6-kl inception "$INCEPTION_N"
+    if [ "$INCEPTION_N" -gt 0 ]; then
+        score js6-kl+reject inception "$INCEPTION_N"
+        score js6-kl inception "$INCEPTION_N"
+    fi
+    report
 fi
-
-python "$(dirname "$0")/divergences_table.py" "$OUT" "$RESULTS" --epochs "$EPOCHS" --kl-epochs "$KL_EPOCHS" -n "$N" \
-    "${DIVERGENCES[@]}"
 say "wrote $RESULTS"
