@@ -29,8 +29,6 @@ DEVICES = ("auto", "cpu", "cuda")
 # discriminator, so its weights would no longer load) or seed its randomness (the RNG states
 # come from the checkpoint). On resume a different value is refused, the same one accepted.
 LOCKED_FIELDS = ("arch", "z_dim", "g_hidden", "d_hidden", "conv_width", "image_shape", "d_dropout", "spectral_norm", "seed")
-# Fields that define what is optimised: changing one on resume starts a new child run.
-OBJECTIVE_FIELDS = ("objective", "div", "alpha", "g_loss")
 
 
 @dataclass(frozen=True)
@@ -67,7 +65,7 @@ class TrainConfig:
     ms_every: int = 10
     r1: float = 0.0  # gamma of the zero-centred penalty gamma/2 E_P ||grad_x D(x)||^2 (Mescheder et al. 2018)
     lr_warmup: int = 0  # epochs at lr/100 then lr/10 (half each) after a start or a switch of objective
-    lr_decay: str = "none"  # after the warm-up, to lr_floor * lr at the last configured epoch
+    lr_decay: str = "none"  # after the warm-up, towards lr_floor * lr by the end of the last configured epoch
     lr_floor: float = 0.0
     precision: str = "fp32"
 
@@ -108,7 +106,7 @@ class TrainConfig:
 
     @property
     def label(self) -> str:
-        """What is optimised, e.g. `vanilla`, `fgan-kl`, `fgan-alpha2.0`; with --g-loss minimax, `-minimax` added."""
+        """What is optimised, e.g. `vanilla`, `fgan-kl`, `fgan-alpha2`; with --g-loss minimax, `-minimax` added."""
         name = self.objective
         if self.objective == "fgan":
             name = f"fgan-{self.div}" + (f"{self.alpha:g}" if self.div == "alpha" else "")
@@ -117,7 +115,8 @@ class TrainConfig:
     @property
     def trained_objective(self) -> tuple:
         """The fields that define what is optimised, less those this objective ignores (alpha
-        outside the alpha divergence, the divergence outside f-GAN): equal tuples, same objective."""
+        outside the alpha divergence, the divergence outside f-GAN): equal tuples, same objective;
+        on resume, a different one starts a child run."""
         return (self.objective, self.div if self.objective == "fgan" else None,
                 self.alpha if self.objective == "fgan" and self.div == "alpha" else None,
                 None if self.objective in ("wgan", "wgan-gp") else self.g_loss)

@@ -114,8 +114,8 @@ def _read_checkpoint(path: Path, contents: tuple[dict, dict] | None) -> tuple[di
 
 
 def _load_weights(net: torch.nn.Module, weights: dict[str, torch.Tensor], path: Path) -> None:
-    expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
-    found = {k: tuple(v.shape) for k, v in weights.items()}
+    expected = {k: (tuple(v.shape), v.dtype) for k, v in net.state_dict().items()}
+    found = {k: (tuple(v.shape), v.dtype) for k, v in weights.items()}
     if expected != found:
         wrong = sorted(set(expected) ^ set(found)) or sorted(k for k in expected if expected[k] != found[k])
         raise GancliError(f"{path}: weights do not match the architecture in its config (first mismatch: {wrong[0]})",

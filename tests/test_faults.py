@@ -47,10 +47,12 @@ def bad(tmp_path_factory):
     forged(d / "no-config.safetensors", raw, lambda m: m.pop("config"))
     forged(d / "bad-config.safetensors", raw, lambda m: m["config"].update(z_dim="abc"))
     forged(d / "huge-config.safetensors", raw, lambda m: m["config"].update(g_hidden=[2**30]))
+    tensors, meta = ckpt.decode(raw, "ok", "gan")
+    (d / "half-weights.safetensors").write_bytes(ckpt.encode({k: v.half() if k.startswith("G.") else v
+                                                              for k, v in tensors.items()}, meta))
     forged(d / "future.safetensors", raw, lambda m: m.update(schema=99))
     forged(d / "no-epoch.safetensors", raw, lambda m: m.pop("epoch"))
     forged(d / "bad-optimizer.safetensors", raw, lambda m: m.update(optimizers={"G": 1}))
-    tensors, _ = ckpt.decode(raw, "ok", "gan")
     (d / "no-meta.safetensors").write_bytes(ckpt.st_save({"x": torch.zeros(2)}))
     (d / "float-images.safetensors").write_bytes(ckpt.encode({"images": torch.zeros(4, 1, 8, 8)}, {"kind": "samples"}))
     (d / "no-images.safetensors").write_bytes(ckpt.encode({"z": torch.zeros(4, 8)}, {"kind": "samples"}))
@@ -94,6 +96,7 @@ CASES = [
     ("sample {d}/truncated.safetensors -n 4 -o x.safetensors", None, "not a readable safetensors"),
     ("sample {d}/mismatch.safetensors -n 4 -o x.safetensors", None, "weights do not match"),
     ("sample {d}/huge-config.safetensors -n 4 -o x.safetensors", None, "weights do not match"),
+    ("sample {d}/half-weights.safetensors -n 4 -o x.safetensors", None, "weights do not match"),
     ("interpolate {d}/truncated.safetensors -o g.png", None, "not a readable safetensors"),
     ("filter --ckpt {d}/tiny.safetensors --reject 0.5 {d}/tiny.safetensors -o x.safetensors", None, "expected 'gan'"),
     # damaged and forged streams

@@ -130,8 +130,8 @@ def resume(checkpoint: Checkpoint = None, epochs: Epochs = None, until_epoch: Un
     the file is never overwritten.
 
     - Fixed when the run started, refused when different: the
-    architecture (--arch, --z-dim, widths, --d-dropout) and --seed;
-    --batch-size changes only between epochs.
+    architecture (--arch, --z-dim, widths, --d-dropout, --spectral-norm)
+    and --seed; --batch-size changes only between epochs.
 
     - --epochs N trains N more; --until-epoch E until E in all. Default:
     an interrupted run finishes its configured epochs, a finished one
