@@ -279,8 +279,8 @@ def _diverged(state: TrainState, what: str, run: Path) -> GancliError:
     kept = f"the last good checkpoint (epoch {state.epoch}) is {last_good}" if last_good else "no epoch had finished"
     return GancliError(
         f"training diverged at epoch {state.epoch + 1}, step {state.step}: {what}; nothing was written, {kept}",
-        "known cures: JS pre-training (`gan pretrain`, then `gan resume --div ...`), a lower --lr, "
-        "--clip-grad-norm 1, --d-weight-decay 1e-4",
+        "known cures: --spectral-norm (at train time; fgan's default), --r1 10, JS pre-training (`gan pretrain`, "
+        "then `gan resume --div ...`), a lower --lr, --clip-grad-norm 1, --d-weight-decay 1e-4",
     )
 
 
