@@ -118,7 +118,8 @@ def main() -> None:
         ours = gancli_images_per_s(images, args.steps, args.batch_size)
         ours_bf16 = gancli_images_per_s(images, args.steps, args.batch_size, precision="bf16")
         fgan = gancli_images_per_s(images, args.steps, args.batch_size, "fgan")
-        fgan_plain = gancli_images_per_s(images, args.steps, args.batch_size, "fgan", spectral_norm=False)
+        fgan_sn = gancli_images_per_s(images, args.steps, args.batch_size, "fgan", spectral_norm=True, r1=0.0)
+        fgan_plain = gancli_images_per_s(images, args.steps, args.batch_size, "fgan", r1=0.0)
         plain = (before + plain_images_per_s(root, args.steps, args.batch_size)) / 2
     finally:
         shutil.rmtree(root)
@@ -129,8 +130,9 @@ def main() -> None:
     print(f"gancli training loop  : {ours:8.0f} images/s")
     print(f"ratio                 : {ours / plain:8.2f}x")
     print(f"gancli --precision bf16: {ours_bf16:7.0f} images/s, {ours_bf16 / plain:.2f}x the plain loop")
-    print(f"gancli fgan (defaults: spectral norm): {fgan:7.0f} images/s, {fgan / plain:.2f}x the plain loop")
-    print(f"gancli fgan --no-spectral-norm: {fgan_plain:7.0f} images/s, {fgan_plain / plain:.2f}x the plain loop")
+    print(f"gancli fgan (defaults: R1 10)   : {fgan:7.0f} images/s, {fgan / plain:.2f}x the plain loop")
+    print(f"gancli fgan --spectral-norm --r1 0: {fgan_sn:5.0f} images/s, {fgan_sn / plain:.2f}x the plain loop")
+    print(f"gancli fgan --r1 0 (plain)      : {fgan_plain:7.0f} images/s, {fgan_plain / plain:.2f}x the plain loop")
     print(f"fp32 GEMM (1024^3)    : {gflops:8.1f} GFLOP/s; gancli reaches {reached:.1f} GFLOP/s = {reached / gflops:.0%}")
 
 

@@ -279,7 +279,7 @@ def _diverged(state: TrainState, what: str, run: Path) -> GancliError:
     kept = f"the last good checkpoint (epoch {state.epoch}) is {last_good}" if last_good else "no epoch had finished"
     return GancliError(
         f"training diverged at epoch {state.epoch + 1}, step {state.step}: {what}; nothing was written, {kept}",
-        "known cures: --spectral-norm (at train time; fgan's default), --r1 10, JS pre-training (`gan pretrain`, "
+        "known cures: --r1 10 (fgan's default), --spectral-norm (at train time), JS pre-training (`gan pretrain`, "
         "then `gan resume --div ...`), a lower --lr, --clip-grad-norm 1, --d-weight-decay 1e-4",
     )
 
@@ -293,15 +293,16 @@ def train_step(state: TrainState, real: torch.Tensor, ms_lambda: float) -> dict:
     bf16 = torch.autocast(state.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
     with torch.set_grad_enabled(g_turn), bf16:
         fake = G(z)
-    both = torch.cat([real, fake.detach()]).requires_grad_(cfg.r1 > 0)
+    r1_turn = cfg.r1 > 0 and state.step % cfg.r1_every == 0
+    both = torch.cat([real, fake.detach()]).requires_grad_(r1_turn)
     with bf16:
         v = D(both).float()  # one pass over real and fake: larger, faster GEMMs
     v_real, v_fake = v[:batch], v[batch:]
     loss_d = losses.d_loss(cfg, v_real, v_fake)
     out = {"d_loss": loss_d.item()}
     out["d_acc_real"], out["d_acc_fake"] = losses.d_accuracy(cfg, v_real.detach(), v_fake.detach())
-    if cfg.r1 > 0:
-        loss_d = loss_d + cfg.r1 / 2 * losses.zero_centred_penalty(v_real, both)
+    if r1_turn:
+        loss_d = loss_d + cfg.r1 / 2 * cfg.r1_every * losses.zero_centred_penalty(v_real, both)
     if cfg.objective in losses.WASSERSTEIN:
         out["wasserstein"] = -out["d_loss"]
     if cfg.gp_lambda > 0:

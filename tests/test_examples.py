@@ -99,4 +99,4 @@ def test_divergences_example(smoke, tmp_path):
         assert "/" in rows[row][7]  # D accuracy on real / fake, from the log
     _, meta = __import__("gancli.checkpoint", fromlist=["read_file"]).read_file(
         tmp_path / "d/runs/js6-kl/checkpoint.safetensors", "gan")
-    assert meta["config"]["div"] == "kl" and meta["config"]["spectral_norm"] is True
+    assert meta["config"]["div"] == "kl" and meta["config"]["r1"] == 10 and not meta["config"]["spectral_norm"]

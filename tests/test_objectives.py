@@ -179,15 +179,17 @@ def test_spectral_norm_bounds_every_discriminator_layer_and_resumes_bit_exactly(
 def test_r1_adds_gamma_over_2_times_the_squared_gradient_on_real_data():
     """With a linear D, v = w.x + b, grad_x D = w, so R1 = gamma/2 ||w||^2 and its gradient in w is gamma w:
     one SGD step with R1 moves w by an extra -lr gamma w, and nothing when gamma is 0."""
-    def first_d_step(r1):
-        state = new_state(tiny_config(d_hidden=(), optimizer="sgd", lr_d=0.1, lr_g=0.1, r1=r1))
+    def d_steps(r1, every):
+        state = new_state(tiny_config(d_hidden=(), optimizer="sgd", lr_d=0.1, lr_g=0.1, r1=r1, r1_every=every))
         w0 = state.D.net[0].weight.detach().clone()
         train_step(state, to_unit_range(synthetic_images(16)), 0.0)
         return w0, state.D.net[0].weight.detach()
 
-    w0, plain = first_d_step(0.0)
-    _, penalised = first_d_step(3.0)
+    (w0, plain), (_, penalised) = d_steps(0.0, 1), d_steps(3.0, 1)
     torch.testing.assert_close(penalised - plain, -0.1 * 3.0 * w0, rtol=1e-4, atol=1e-6)
+    # lazy R1 every 4th step (Karras et al. 2020): step 0 takes 4 times the push
+    _, lazy = d_steps(3.0, 4)
+    torch.testing.assert_close(lazy - plain, -0.1 * 3.0 * 4 * w0, rtol=1e-4, atol=1e-6)
     w = torch.randn(1, 4, requires_grad=True)
     x = torch.randn(6, 4, requires_grad=True)
     assert losses.zero_centred_penalty((x @ w.T).squeeze(1), x).item() == pytest.approx(w.pow(2).sum().item(), rel=1e-6)
