@@ -91,6 +91,20 @@ def atomic_write(path: Path, data: bytes) -> None:
         os.close(dir_fd)
 
 
+def atomic_copy(source: Path, path: Path) -> None:
+    """`path` becomes a copy of `source` in one step: a hard link where the filesystem has them (a
+    checkpoint is only ever replaced by rename, never rewritten, so the link keeps this content and
+    costs no space), else a copy written with atomic_write."""
+    link = path.with_name(f".{path.name}.{os.getpid()}.link")
+    try:
+        link.unlink(missing_ok=True)
+        os.link(source, link)
+        os.replace(link, path)
+    except OSError:
+        link.unlink(missing_ok=True)
+        atomic_write(path, Path(source).read_bytes())
+
+
 def read_file(path: Path, kind: str) -> tuple[dict[str, torch.Tensor], dict]:
     path = Path(path)
     if path.is_dir():

@@ -69,6 +69,10 @@ class TrainConfig:
     lr_decay: str = "none"  # after the warm-up, towards lr_floor * lr by the end of the last configured epoch
     lr_floor: float = 0.0
     precision: str = "fp32"
+    # quality during training (evaluation.py): 0 off, as in checkpoints written before it; make_config
+    # turns it on for MNIST data, the only data the shipped classifier's features mean something for
+    eval_every: int = 0  # after every N-th epoch and the last
+    eval_n: int = 2000  # generated images, against as many of MNIST test
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -144,12 +148,19 @@ OBJECTIVE_DEFAULTS: dict[str, dict] = {
 }
 
 
+def mnist_data(data: str) -> bool:
+    """Whether a run's --data is MNIST (either split): the per-epoch evaluation's classifier knows digits only."""
+    return data.split(":")[0] == "mnist"
+
+
 def make_config(objective: str, **overrides) -> TrainConfig:
-    """Defaults of the objective, then every override that is not None."""
+    """Defaults of the objective, then every override that is not None; the per-epoch evaluation
+    is on (every epoch) for MNIST data unless told otherwise."""
     if objective not in OBJECTIVES:
         raise GancliError(f"unknown objective {objective!r}", f"choose one of {', '.join(OBJECTIVES)}")
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    config = validate(TrainConfig(**{"objective": objective, **OBJECTIVE_DEFAULTS[objective], **overrides}))
+    evaluation = {"eval_every": 1} if mnist_data(overrides.get("data", TrainConfig.data)) else {}
+    config = validate(TrainConfig(**{"objective": objective, **OBJECTIVE_DEFAULTS[objective], **evaluation, **overrides}))
     check_objective_options(config, overrides)
     return config
 
@@ -188,4 +199,8 @@ def validate(c: TrainConfig) -> TrainConfig:
            "weight decay, clipping, penalties, mode-seeking lambda and warm-up must be >= 0")
     _check(c.lr_decay in LR_DECAYS, f"unknown --lr-decay {c.lr_decay!r}", f"choose one of {', '.join(LR_DECAYS)}")
     _check(0.0 <= c.lr_floor <= 1.0, "--lr-floor is a fraction of the learning rate, in [0, 1]")
+    _check(c.eval_every >= 0 and c.eval_n >= 2, "--eval-every must be >= 0 and --eval-n >= 2")
+    _check(c.eval_every == 0 or mnist_data(c.data),
+           f"--eval-every scores with the shipped MNIST digit classifier, whose features mean little for {c.data}",
+           "train with --eval-every 0 and score samples with `gan score --features inception`")
     return c

@@ -100,7 +100,7 @@ def class_coverage(predicted: np.ndarray, classes: int = 10) -> dict:
 
 
 def evaluate(real: np.ndarray, fake: np.ndarray, k: int = 3, kid_subsets: int = 100) -> dict:
-    """Every metric of `gan score` on one pair of feature sets."""
+    """Every metric of `gan score` on one pair of feature sets (KID over `kid_subsets` subsets; 0 leaves it out)."""
     for name, features in (("generated", fake), ("reference", real)):
         if len(features) < 2:
             raise GancliError(f"{len(features)} {name} images: the metrics need at least 2")
@@ -111,6 +111,7 @@ def evaluate(real: np.ndarray, fake: np.ndarray, k: int = 3, kid_subsets: int = 
     k = min(k, len(real) - 1, len(fake) - 1)
     precision, recall = precision_recall(real_t, fake_t, k)
     density, coverage = density_coverage(real_t, fake_t, k)
-    kid_mean, kid_std = kernel_inception_distance(real, fake, subsets=kid_subsets)
-    return {"fid": fid, "precision": precision, "recall": recall, "density": density, "coverage": coverage,
-            "kid_mean": kid_mean, "kid_std": kid_std, "k": k}
+    scores = {"fid": fid, "precision": precision, "recall": recall, "density": density, "coverage": coverage, "k": k}
+    if kid_subsets > 0:
+        scores["kid_mean"], scores["kid_std"] = kernel_inception_distance(real, fake, subsets=kid_subsets)
+    return scores

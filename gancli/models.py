@@ -145,6 +145,18 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
     return images.add(1.0).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8)
 
 
+def generate_images(G: nn.Module, z: torch.Tensor, device: torch.device | str, batch_size: int = 1000) -> torch.Tensor:
+    """G's uint8 images of latents `z`, in eval mode (batch norm on its running statistics), on the CPU;
+    G's training mode is left as it was."""
+    was_training = G.training
+    G.eval()
+    try:
+        with torch.inference_mode():
+            return torch.cat([to_uint8(G(chunk.to(device)).float()).cpu() for chunk in z.split(batch_size)])
+    finally:
+        G.train(was_training)
+
+
 class MNISTClassifier(nn.Module):
     """A small CNN for 28x28 digits: `features` (128-d penultimate layer) for FID/PR, logits for class coverage."""
 

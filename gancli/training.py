@@ -8,7 +8,9 @@ gradient-penalty mixing weights, and torch's global generator drives dropout.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import math
 import signal
 import threading
@@ -21,15 +23,27 @@ import torch
 
 from gancli import checkpoint as ckpt
 from gancli import losses
-from gancli.config import LOCKED_FIELDS, TrainConfig, check_objective_options, validate
+from gancli.config import LOCKED_FIELDS, TrainConfig, check_objective_options, mnist_data, validate
 from gancli.errors import GancliError, TrainingInterrupted
-from gancli.models import build_models, to_uint8, to_unit_range
-from gancli.runs import CHECKPOINT, LOG, append_log, new_run_dir, runs_root, set_latest, truncate_log
+from gancli.models import build_models, generate_images, to_unit_range
+from gancli.runs import (
+    BEST,
+    CHECKPOINT,
+    DIVERGED,
+    LOG,
+    append_log,
+    marked_training,
+    new_run_dir,
+    read_log,
+    runs_root,
+    set_latest,
+    truncate_log,
+)
 from gancli.streams import save_png_grid
 
 GRID_SIZE = 64
 # Fields of a log record that measure the machine rather than the run.
-TIMING_FIELDS = ("seconds", "images_per_s")
+TIMING_FIELDS = ("seconds", "images_per_s", "eval_seconds")
 
 
 @dataclass
@@ -157,6 +171,10 @@ def load_state(path: Path, changes: dict | None = None, device: str = "cpu",
                           "start a new run with `gan train`")
     if "objective" not in changes and "div" in changes:
         changes["objective"] = "fgan"
+    notes = []
+    if "data" in changes and not mnist_data(changes["data"]) and "eval_every" not in changes and old_config.eval_every:
+        changes["eval_every"] = 0  # as for a new run on such data (make_config)
+        notes.append(f"per-epoch evaluation off: the shipped classifier knows digits, not {Path(changes['data']).name}")
     config = validate(dataclasses.replace(old_config, **changes))
     check_objective_options(config, changes)
     try:
@@ -172,7 +190,6 @@ def load_state(path: Path, changes: dict | None = None, device: str = "cpu",
         G.train(), D.train()
         dev = resolve_device(device)
         opt_g, opt_d = _optimizers(config, G, D)
-        notes = []
         switched = config.trained_objective != old_config.trained_objective
         if switched:
             where = (f"batch {progress['batch_in_epoch']} of epoch {progress['epoch'] + 1} (the new objective "
@@ -274,6 +291,9 @@ def _grad_norm(params, clip: float) -> float:
 
 
 def _diverged(state: TrainState, what: str, run: Path) -> GancliError:
+    """The guard's error; the run keeps the reason (for `gan runs`) until its next saved epoch."""
+    with contextlib.suppress(OSError):
+        (run / DIVERGED).write_text(json.dumps({"epoch": state.epoch + 1, "step": state.step, "reason": what}))
     # a run stopped in its first epoch has no checkpoint of its own; a switched run's is its parent's
     last_good = run / CHECKPOINT if (run / CHECKPOINT).is_file() else state.parent
     kept = f"the last good checkpoint (epoch {state.epoch}) is {last_good}" if last_good else "no epoch had finished"
@@ -384,13 +404,8 @@ class _SigintFlag:
 
 def save_grid(G: torch.nn.Module, config: TrainConfig, path: Path, device: torch.device) -> None:
     z = torch.randn(GRID_SIZE, config.z_dim, generator=torch.Generator().manual_seed(config.seed + 7919))
-    was_training = G.training
-    G.eval()
-    with torch.no_grad():
-        images = G(z.to(device)).cpu()
-    G.train(was_training)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_png_grid(to_uint8(images), path, nrow=8)
+    save_png_grid(generate_images(G, z, device), path, nrow=8)
 
 
 def check_data(config: TrainConfig, images: torch.Tensor) -> int:
@@ -403,17 +418,28 @@ def check_data(config: TrainConfig, images: torch.Tensor) -> int:
     return images.shape[0] // config.batch_size
 
 
+def _evaluated_at(config: TrainConfig, epoch: int) -> bool:
+    """Whether the evaluation runs after this (1-based) epoch: every eval_every-th and the last."""
+    return config.eval_every > 0 and (epoch % config.eval_every == 0 or epoch == config.epochs)
+
+
 def train(state: TrainState, images: torch.Tensor, run: Path,
           on_step: Callable[[TrainState, dict], None] | None = None,
-          on_epoch: Callable[[TrainState, dict], None] | None = None) -> TrainState:
+          on_epoch: Callable[[TrainState, dict], None] | None = None,
+          evaluate: Callable[[torch.nn.Module], dict] | None = None) -> TrainState:
     """Train until state.epoch == config.epochs; checkpoint, log line and grid after every epoch.
-    After the first of them, `run`'s runs folder's `latest` points at `run`."""
+    After the first of them, `run`'s runs folder's `latest` points at `run`.
+
+    With `evaluate` (evaluation.make_evaluator), the epochs config.eval_every asks for add its
+    metrics to their log line, and `run`/best.safetensors becomes a copy of the checkpoint of the
+    epoch with the lowest FID so far (the run's earlier log lines included)."""
     cfg = state.config
     n_batches = check_data(cfg, images)
     run.mkdir(parents=True, exist_ok=True)
     images = images.to(state.device)
     marked_latest = False
-    with _SigintFlag() as sigint:
+    best_fid = min((r["fid"] for r in read_log(run) if isinstance(r.get("fid"), (int, float))), default=math.inf)
+    with marked_training(run), _SigintFlag() as sigint:
         while state.epoch < cfg.epochs:
             state.data_rng.set_state(state.epoch_start_rng)
             order = torch.randperm(images.shape[0], generator=state.data_rng)[: n_batches * cfg.batch_size]
@@ -444,12 +470,19 @@ def train(state: TrainState, images: torch.Tensor, run: Path,
                     raise TrainingInterrupted(run / CHECKPOINT)
             _check_finite(state, run)
             record = _epoch_record(state, ms_lambda)
+            if evaluate is not None and _evaluated_at(cfg, record["epoch"]):
+                record |= evaluate(state.G)
+                record["best"] = record["fid"] < best_fid
             state.epoch, state.batch_in_epoch, state.totals = state.epoch + 1, 0, {}
             state.epoch_start_rng = state.data_rng.get_state()
             # Log first, checkpoint second: a kill in between leaves a log line past the
             # checkpoint's epoch, which resume drops (runs.truncate_log).
             append_log(run, record)
             save_state(run / CHECKPOINT, state)
+            (run / DIVERGED).unlink(missing_ok=True)
+            if record.get("best"):
+                ckpt.atomic_copy(run / CHECKPOINT, run / BEST)
+                best_fid = record["fid"]
             if not marked_latest:  # only a run with a checkpoint may become the default everywhere
                 set_latest(run)
                 marked_latest = True

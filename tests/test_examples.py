@@ -95,8 +95,9 @@ def test_divergences_example(smoke, tmp_path):
     rows = {line.split(" | ")[0][3:-1]: line.split(" | ") for line in table.splitlines() if line.startswith("| `")}
     assert set(rows) == {"alpha2", "js6-kl", "js6-kl+reject"}
     for row in ("alpha2", "js6-kl"):
-        assert float(rows[row][2]) >= 0 and rows[row][8] == ("2" if row == "js6-kl" else "1")
+        assert float(rows[row][2]) >= 0 and rows[row][9] == ("2" if row == "js6-kl" else "1")
         assert "/" in rows[row][7]  # D accuracy on real / fake, from the log
+        assert rows[row][8] == f"{float(rows[row][8].split(' @')[0]):.1f} @{rows[row][9]}"  # the per-epoch evaluation's best
     _, meta = __import__("gancli.checkpoint", fromlist=["read_file"]).read_file(
         tmp_path / "d/runs/js6-kl/checkpoint.safetensors", "gan")
     assert meta["config"]["div"] == "kl" and meta["config"]["r1"] == 10 and not meta["config"]["spectral_norm"]

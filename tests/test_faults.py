@@ -182,6 +182,20 @@ CASES = [
     ("sample {d}/runs/ok -n 4 -o {d}/existing.txt", None, "exists and is not a folder"),
     ("sample {d}/runs/ok -n 4 -o x.safetensors --grid {d}/nofolder/g.png", None, "no folder"),
     ("filter --ckpt {d}/runs/ok --keep-top 0.5 {d}/tiny.safetensors -o {d}/existing.txt", None, "not a folder"),
+    # evaluation, runs and plots
+    ("train vanilla --data {d}/tiny.safetensors --eval-every 1", None, "MNIST digit classifier"),
+    ("train vanilla --eval-every -1", None, "--eval-every"),
+    ("train vanilla --eval-n 1", None, "--eval-n"),
+    ("sample {d}/runs/ok --best -n 4 -o x.safetensors", None, "has no best.safetensors"),
+    ("sample {d}/runs/ok/checkpoint.safetensors --best -n 4 -o x.safetensors", None, "is not a run folder"),
+    ("runs {d}/nowhere", None, "no runs folder"),
+    ("plot {d}/nowhere", None, "no run folder"),
+    ("plot {d}/runs/ok -o curves.jpg", None, ".png, .svg, .pdf"),
+    ("plot {d}/runs/ok -o {d}/nofolder/c.png", None, "no folder"),
+    ("plot {d}/runs/ok {d}/runs/ok --grids -o e.gif", None, "animates one run"),
+    ("plot {d}/runs/ok --grids -o e.png", None, "writes an animated .gif"),
+    ("plot {d}/empty", None, "no epoch logged yet"),
+    ("plot" + " {d}/runs/ok" * 11, None, "tells up to 10 apart"),
 ]
 
 

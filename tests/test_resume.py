@@ -125,16 +125,17 @@ def test_epochs_means_more_and_until_epoch_a_total(cli, trained, tmp_path):
 
 
 def test_an_option_shared_by_commands_has_one_definition():
-    """Same flag, same help everywhere, except the flags that mean two things (named here)."""
+    """Same flag, same help everywhere, except the flags that mean several things (named here)."""
     import typer.main
 
-    two_meanings = {"--seed": "a run's seed / a latent seed", "--batch-size": "a training step / a network pass",
-                    "--precision": "training numerics / the Inception's", "--output": "samples / interpolate's picture",
-                    "-o": "the same as --output", "-n": "images to make / images to compare"}
+    meanings = {"--seed": ("a run's seed", "a latent seed"), "--batch-size": ("a training step", "a network pass"),
+                "--precision": ("training numerics", "the Inception's"),
+                "--output": ("samples", "interpolate's picture", "plot's figure"),
+                "-o": ("samples", "interpolate's picture", "plot's figure"), "-n": ("images to make", "images to compare")}
     helps: dict[str, set] = {}
     for command in typer.main.get_command(app).commands.values():
         for param in command.params:
             for flag in param.opts:
                 helps.setdefault(flag, set()).add(param.help)
     for flag, texts in helps.items():
-        assert len(texts) <= (2 if flag in two_meanings else 1), (flag, texts)
+        assert len(texts) <= len(meanings.get(flag, ("one",))), (flag, texts)

@@ -4,7 +4,7 @@ import typer
 
 from gancli import __version__
 from gancli.cli import filter as filter_cmd
-from gancli.cli import sample, score, train
+from gancli.cli import runs, sample, score, train
 
 app = typer.Typer(
     name="gan",
@@ -24,6 +24,8 @@ COMMANDS = [
     ("interpolate", sample.interpolate),
     ("filter", filter_cmd.filter_images),
     ("score", score.score),
+    ("runs", runs.runs_table),
+    ("plot", runs.plot),
 ]
 for name, function in COMMANDS:
     app.command(name)(function)

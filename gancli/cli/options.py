@@ -47,6 +47,9 @@ PassBatch = Annotated[int | None, Opt("--batch-size", min=1, help="Images per ne
 LatentSeed = Annotated[int, Opt("--seed", help="Latent seed: the same seed gives the same images, whatever --batch-size.")]
 Reject = Annotated[float | None, Opt("--reject", callback=must(lambda v: 0 < v < 1, "in (0, 1)"),
     help="Keep samples whose discriminator confidence r/(1+r) >= this, e.g. 0.6.")]
+Best = Annotated[bool, Opt("--best", help="Use the run's best.safetensors (its best evaluated epoch, by FID) "
+                          "instead of its latest checkpoint.")]
+AsJson = Annotated[bool, Opt("--json", help="One JSON object on stdout.")]
 KeepTop = Annotated[float | None, Opt("--keep-top", callback=must(lambda v: 0 < v <= 1, "in (0, 1]"),
     help="Keep this fraction with the highest discriminator score (any objective).")]
 
@@ -56,8 +59,8 @@ Name = Annotated[str | None, Opt("--name", help="Name of the new run \\[default:
 Epochs = Annotated[int | None, Opt("--epochs", min=1, help="Epochs to train in this command (on resume: more, on top of those done).")]
 UntilEpoch = Annotated[int | None, Opt("--until-epoch", min=1, help="Train until the run has completed this many epochs in all.")]
 
-ARCH_PANEL, OBJECTIVE_PANEL, SCHEDULE_PANEL = ("Architecture (fixed when a run starts)", "Objective",
-                                               "Data and optimisation")
+ARCH_PANEL, OBJECTIVE_PANEL, SCHEDULE_PANEL, EVAL_PANEL = ("Architecture (fixed when a run starts)", "Objective",
+                                                           "Data and optimisation", "Evaluation during training")
 
 
 def _knob(kind, flag: str, text: str, panel: str = SCHEDULE_PANEL, **bounds):
@@ -106,6 +109,11 @@ KNOBS: dict[str, Any] = {
     "lr_decay": _knob(Literal[LR_DECAYS], "--lr-decay", "After the warm-up, decay lr to --lr-floor by the last epoch \\[default: none]."),
     "lr_floor": _knob(float, "--lr-floor", "The decayed lr's end, a fraction of --lr \\[default: 0].",
                       callback=must(lambda v: 0 <= v <= 1, "in [0, 1]")),
+    "eval_every": _knob(int, "--eval-every", "Score --eval-n fixed samples after every N-th epoch and the last: FID, precision, "
+                        "recall, digit coverage on the MNIST classifier's features vs MNIST test, in log.jsonl; keeps "
+                        "best.safetensors; 0 off \\[default: 1 on MNIST data, else 0].", EVAL_PANEL, min=0),
+    "eval_n": _knob(int, "--eval-n", "Images per evaluation, against as many MNIST test images \\[default: 2000].", EVAL_PANEL,
+                    min=2),
 }
 
 

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 import typer
 
 from gancli.cli._io import binary_output, console, parse_ints, user_errors
-from gancli.cli.options import POSITIVE, Checkpoint, Device, KeepTop, LatentSeed, Output, PassBatch, Reject, Runs
+from gancli.cli.options import POSITIVE, Best, Checkpoint, Device, KeepTop, LatentSeed, Output, PassBatch, Reject, Runs
 from gancli.errors import GancliError
 
 Opt = typer.Option
@@ -40,7 +40,7 @@ def sample(
     mix: Annotated[bool, Opt("--mix", help="z = a z1 + (1-a) z2, a ~ U(0,1): precision up, recall down.")] = False,
     truncation: Annotated[float | None, Opt("--truncation", callback=POSITIVE,
         help="Resample latent components beyond PSI: precision up, recall down.")] = None,
-    runs: Runs = None, device: Device = "auto",
+    best: Best = False, runs: Runs = None, device: Device = "auto",
 ):
     """Generate images as a samples stream (stdout when piped), a .safetensors file or PNGs.
 
@@ -48,7 +48,8 @@ def sample(
       gan sample -n 10000 | gan score
       gan sample -n 10000 --reject 0.6 --mix -o samples.safetensors
       gan sample runs/x -n 64 --reject-method drs -o pngs/ --grid grid.png
-      gan sample -n 1000 --keep-top 0.5 > best.safetensors
+      gan sample -n 1000 --keep-top 0.5 > top.safetensors
+      gan sample runs/x --best -n 10000 | gan score     # the run's best evaluated epoch
     """
     from rich.progress import Progress
 
@@ -61,7 +62,7 @@ def sample(
     if grid is not None and not grid.parent.is_dir():
         raise GancliError(f"--grid {grid}: no folder {grid.parent}", "create it first")
     dest = binary_output(output)
-    path = resolve_checkpoint(checkpoint, runs)
+    path = resolve_checkpoint(checkpoint, runs, best)
     dev = resolve_device(device)
     config, G, D, _ = load_models(path, device)
     accept = make_acceptance(config, G, D, reject, reject_method, drs_percentile, seed, batch_size, dev)
@@ -92,7 +93,7 @@ def interpolate(
     reject: Reject = None,
     output: Annotated[str | None, Opt("-o", "--output",
         help="grid.png, anim.gif, frames.safetensors, - or a folder.")] = "interpolation.png",
-    runs: Runs = None, device: Device = "auto",
+    best: Best = False, runs: Runs = None, device: Device = "auto",
 ):
     """Render latent interpolations: one row per pair of endpoints.
 
@@ -111,7 +112,7 @@ def interpolate(
 
     dest = output if output and output.endswith((".png", ".gif")) else binary_output(output)
     pair_seeds = parse_ints(seeds, "--seeds") if seeds else tuple(range(seed, seed + pairs))
-    path = resolve_checkpoint(checkpoint, runs)
+    path = resolve_checkpoint(checkpoint, runs, best)
     dev = resolve_device(device)
     config, G, D, _ = load_models(path, device)
     accept = threshold_accept(config, reject) if reject is not None else None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from typing import Annotated, Literal
@@ -10,37 +9,10 @@ from typing import Annotated, Literal
 import typer
 
 from gancli.cli._io import console, user_errors
-from gancli.cli.options import DataDir, Device, PassBatch, Source
+from gancli.cli.options import AsJson, DataDir, Device, PassBatch, Source
 from gancli.errors import GancliError
 
 Opt = typer.Option
-
-
-def reference_features(extractor, images, no_cache: bool):
-    """Reference features from the cache, keyed by (data, extractor weights, protocol version)."""
-    import numpy as np
-    from safetensors.numpy import load_file
-
-    from gancli.checkpoint import atomic_write
-    from gancli.data import cache_dir
-    from gancli.features import PROTOCOL_VERSION
-
-    data_hash = hashlib.sha256(images.numpy().tobytes() + str(tuple(images.shape)).encode()).hexdigest()[:16]
-    key = f"{extractor.name}-{extractor.weights_hash}-{data_hash}-v{PROTOCOL_VERSION}"
-    path = cache_dir() / "features" / f"{key}.safetensors"
-    if path.is_file() and not no_cache:
-        cached = load_file(str(path))
-        return cached["features"], cached.get("predicted")
-    features, predicted = extractor.run(images)
-    if not no_cache:
-        from safetensors.numpy import save
-
-        arrays = {"features": np.ascontiguousarray(features)} | ({"predicted": predicted} if predicted is not None else {})
-        try:
-            atomic_write(path, save(arrays))
-        except GancliError:
-            console.print(f"warning: cannot write the feature cache at {path}", highlight=False)
-    return features, predicted
 
 
 def _table(result: dict) -> None:
@@ -67,7 +39,7 @@ def score(
         help="inception (TF-2015 FID pool3) or mnist (the shipped classifier).")] = "inception",
     n: Annotated[int, Opt("-n", min=2, help="Use the first N generated and N reference images.")] = 10000,
     k: Annotated[int, Opt("--k", min=1, help="Neighbours for precision/recall and density/coverage.")] = 3,
-    as_json: Annotated[bool, Opt("--json", help="One JSON object on stdout.")] = False,
+    as_json: AsJson = False,
     inception_weights: Annotated[str | None, Opt("--inception-weights",
         help="pytorch-fid .pth or TorchScript FID Inception (else GANCLI_INCEPTION_WEIGHTS).")] = None,
     precision: Annotated[Literal["auto", "fp32", "bf16"], Opt("--precision",
@@ -88,7 +60,7 @@ def score(
     from rich.progress import Progress
 
     from gancli.data import load_images
-    from gancli.features import inception_extractor, mnist_extractor
+    from gancli.features import MNIST_BATCH, inception_extractor, mnist_extractor, reference_features
     from gancli.metrics import class_coverage, evaluate
     from gancli.training import resolve_device
 
@@ -107,10 +79,11 @@ def score(
         if features == "inception":
             extractor = inception_extractor(inception_weights, batch_size or 50, dev, advance, precision)
         else:
-            extractor = mnist_extractor(batch_size or 1000, dev, advance)
+            extractor = mnist_extractor(batch_size or MNIST_BATCH, dev, advance)
         fake_features, predicted = extractor.run(fake)
         done[0] = len(fake)
-        real_features, _ = reference_features(extractor, real, no_cache)
+        real_features, _ = reference_features(extractor, real, no_cache=no_cache,
+                                              warn=lambda message: console.print(f"warning: {message}", highlight=False))
     result = {"extractor": extractor.name, "weights_hash": extractor.weights_hash,
               "n_generated": len(fake), "n_reference": len(real), "reference": ref}
     result |= evaluate(real_features, fake_features, k)

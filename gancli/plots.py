@@ -1,0 +1,136 @@
+"""`gan plot`: training curves of one or several runs on shared axes, and a run's grids as a GIF.
+
+matplotlib is imported in these functions only (Agg backend: no display needed), so that the
+other commands start without it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gancli.errors import GancliError
+from gancli.runs import run_history
+
+# panel title -> the log fields it draws (solid, then dashed) and whether its y axis is logarithmic
+PANELS: dict[str, tuple[tuple[str, ...], bool]] = {
+    "loss": (("d_loss", "g_loss"), False),
+    "D accuracy": (("d_acc_real", "d_acc_fake"), False),
+    "gradient norm": (("grad_norm_d", "grad_norm_g"), True),
+    "Wasserstein estimate": (("wasserstein",), False),
+    "FID (MNIST features)": (("fid",), True),
+    "precision / recall": (("precision", "recall"), False),
+    "learning rate": (("lr_d", "lr_g"), True),
+    "mode-seeking weight": (("ms_lambda",), False),
+}
+# drawn only when some run changes them over its epochs: a flat line says nothing
+SCHEDULE_PANELS = ("learning rate", "mode-seeking weight")
+STYLES = ("-", "--")
+CURVE_FORMATS = (".png", ".svg", ".pdf")
+MAX_RUNS = 10  # the colours of matplotlib's tab10
+
+
+def run_series(run: Path) -> dict:
+    """One run's curves: {"run", "path", "switches" (epochs where an objective changed), "series":
+    {field: [[epoch, value], ...]}}, its parents' epochs first (a child run continues their curve)."""
+    records, switches = run_history(run)
+    fields = {f for fields, _ in PANELS.values() for f in fields}
+    series: dict[str, list] = {}
+    for record in records:
+        for key in fields & record.keys():
+            if isinstance(record[key], (int, float)):
+                series.setdefault(key, []).append([record["epoch"], record[key]])
+    return {"run": run.name, "path": str(run), "switches": switches, "series": series}
+
+
+def _panels(curves: list[dict]) -> list[str]:
+    def drawn(title: str) -> bool:
+        fields = PANELS[title][0]
+        values = [{v for _, v in c["series"].get(f, [])} for c in curves for f in fields]
+        return any(values) and (title not in SCHEDULE_PANELS or any(len(v) > 1 for v in values))
+
+    return [title for title in PANELS if drawn(title)]
+
+
+def plot_curves(runs: list[Path], output: Path) -> dict:
+    """Draw the runs' curves into `output` (.png, .svg or .pdf); returns what was drawn as JSON-ready data."""
+    if output.suffix.lower() not in CURVE_FORMATS:
+        raise GancliError(f"-o {output}: curves are written as {', '.join(CURVE_FORMATS)}", "e.g. -o curves.png")
+    if len(runs) > MAX_RUNS:
+        raise GancliError(f"{len(runs)} runs: one figure tells up to {MAX_RUNS} apart by colour", "plot them in groups")
+    curves = [run_series(run) for run in runs]
+    if not any(c["series"] for c in curves):
+        raise GancliError(f"no epoch logged yet in {', '.join(str(r) for r in runs)}", "plot a run that has finished an epoch")
+    panels = _panels(curves)
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
+
+    columns = 2 if len(panels) > 1 else 1
+    rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(6 * columns, 2.8 * rows + 0.6), squeeze=False, sharex=True)
+    colours = plt.get_cmap("tab10").colors
+    for ax, title in zip(axes.flat, panels, strict=False):
+        fields, log_scale = PANELS[title]
+        for colour, c in zip(colours, curves, strict=False):
+            for style, field in zip(STYLES, fields, strict=False):
+                points = c["series"].get(field, [])
+                if points:
+                    x, y = zip(*points, strict=True)
+                    ax.plot(x, y, style, color=colour, linewidth=1.2, marker="o" if len(x) <= 40 else None, markersize=2.5)
+            for switch in c["switches"]:
+                ax.axvline(switch, color=colour, linestyle=":", linewidth=1)
+        key = ", ".join(f"{field} {'solid' if style == '-' else 'dashed'}" for style, field in zip(STYLES, fields, strict=False))
+        ax.set_title(title if len(fields) == 1 else f"{title} ({key})", fontsize=9)
+        values = [v for c in curves for f in fields for _, v in c["series"].get(f, [])]
+        if log_scale and min(values) > 0:
+            ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            # within a decade the minor ticks are the only labels; across decades they would crowd
+            ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}") if max(values) < 10 * min(values)
+                                         else NullFormatter())
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for column in range(columns):  # the lowest panel drawn in each column carries the epoch axis
+        lowest = axes[max(r for r in range(rows) if r * columns + column < len(panels)), column]
+        lowest.xaxis.set_tick_params(labelbottom=True)
+        lowest.set_xlabel("epoch")
+    labels = [c["run"] + (f" (switch at {', '.join(map(str, c['switches']))}: dotted)" if c["switches"] else "")
+              for c in curves]
+    handles = [plt.Line2D([], [], color=colour) for colour in colours[:len(curves)]]
+    fig.legend(handles, labels, loc="upper center", ncol=min(len(curves), 3), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / (2.8 * rows + 0.6) * (1 + (len(curves) - 1) // 3)))
+    try:
+        fig.savefig(output, dpi=100)
+    except OSError as e:
+        raise GancliError(f"cannot write {output}: {e.strerror}") from None
+    finally:
+        plt.close(fig)
+    return {"output": str(output), "panels": panels, "runs": curves}
+
+
+def grids_animation(run: Path, output: Path, frame_ms: int = 300) -> int:
+    """The run's grids/epoch-NNN.png as an animated GIF, each frame captioned with its epoch; returns the frame count."""
+    from PIL import Image, ImageDraw
+
+    if output.suffix.lower() != ".gif":
+        raise GancliError(f"-o {output}: --grids writes an animated .gif", "e.g. -o evolution.gif")
+    grids = sorted((run / "grids").glob("epoch-*.png"))
+    if not grids:
+        raise GancliError(f"{run} has no grids/epoch-*.png yet", "they are written after every epoch")
+    frames = []
+    for path in grids:
+        with Image.open(path) as grid:
+            frame = Image.new("RGB", (grid.width, grid.height + 16), "white")
+            frame.paste(grid.convert("RGB"), (0, 16))
+        ImageDraw.Draw(frame).text((4, 2), f"{run.name}  epoch {int(path.stem.split('-')[1])}", fill="black")
+        frames.append(frame.convert("P"))
+    try:
+        frames[0].save(output, save_all=True, append_images=frames[1:], duration=frame_ms, loop=0)
+    except OSError as e:
+        raise GancliError(f"cannot write {output}: {e.strerror}") from None
+    return len(frames)
