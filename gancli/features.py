@@ -244,7 +244,8 @@ def reference_features(extractor: Extractor, images: torch.Tensor, *, no_cache: 
 
 
 # Channels-last activations in batches of 200 keep the classifier's convolutions in cache: several
-# times faster on a CPU than NCHW batches of 1,000 (benchmarks/eval_cost.py), features equal to 3e-7.
+# times faster on a CPU than NCHW batches of 1,000 (benchmarks/eval_cost.py), features equal to 3e-7
+# relative.
 MNIST_BATCH = 200
 
 
