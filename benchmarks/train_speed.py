@@ -135,6 +135,7 @@ def main() -> None:
         loops = {"plain DataLoader loop": plain_loop(root, b),
                  "gancli vanilla": gancli_loop(images, b),
                  "gancli vanilla --precision bf16": gancli_loop(images, b, precision="bf16"),
+                 "gancli vanilla --ema 0.999": gancli_loop(images, b, ema=0.999),
                  "gancli fgan (defaults: R1 10)": gancli_loop(images, b, "fgan"),
                  "gancli fgan --r1 0 (plain)": gancli_loop(images, b, "fgan", r1=0.0),
                  "gancli fgan --spectral-norm --r1 0": gancli_loop(images, b, "fgan", spectral_norm=True, r1=0.0)}

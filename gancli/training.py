@@ -9,6 +9,7 @@ gradient-penalty mixing weights, and torch's global generator drives dropout.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import json
 import math
@@ -63,6 +64,13 @@ class TrainState:
     totals: dict = field(default_factory=dict)  # running sums of the current epoch
     parent: str | None = None
     objective_start: int = 0  # the epoch the current objective started at (0, or a switch's): the warm-up counts from it
+    G_ema: torch.nn.Module | None = None  # the moving average of G's weights (config.ema > 0)
+    ema_updates: int = 0  # generator steps averaged into G_ema: its warm-up counts them
+
+    @property
+    def generator(self) -> torch.nn.Module:
+        """The generator that samples, grids and evaluations use: the moving average when there is one."""
+        return self.G if self.G_ema is None else self.G_ema
 
 
 def resolve_device(device: str) -> torch.device:
@@ -96,12 +104,19 @@ def new_state(config: TrainConfig, device: str = "cpu") -> TrainState:
     G, D = G.to(dev), D.to(dev)
     data_rng = torch.Generator().manual_seed(config.seed)
     noise_rng = torch.Generator().manual_seed(config.seed + 1)
-    return TrainState(config, G, D, *_optimizers(config, G, D), data_rng, noise_rng, data_rng.get_state(), dev)
+    return TrainState(config, G, D, *_optimizers(config, G, D), data_rng, noise_rng, data_rng.get_state(), dev,
+                      G_ema=_ema_of(G) if config.ema > 0 else None)
+
+
+def _ema_of(G: torch.nn.Module) -> torch.nn.Module:
+    return copy.deepcopy(G).requires_grad_(False)
 
 
 def save_state(path: Path, state: TrainState) -> None:
     tensors = {f"G.{k}": v for k, v in state.G.state_dict().items()}
     tensors |= {f"D.{k}": v for k, v in state.D.state_dict().items()}
+    if state.G_ema is not None:
+        tensors |= {f"G_ema.{k}": v for k, v in state.G_ema.state_dict().items()}
     opt_g, rest_g = ckpt.flatten_optimizer("opt.G", state.opt_g.state_dict())
     opt_d, rest_d = ckpt.flatten_optimizer("opt.D", state.opt_d.state_dict())
     tensors |= opt_g | opt_d
@@ -111,7 +126,7 @@ def save_state(path: Path, state: TrainState) -> None:
         tensors["rng.cuda"] = torch.cuda.get_rng_state(state.device)
     meta = {"kind": "gan", "config": state.config.to_dict(), "epoch": state.epoch, "step": state.step,
             "batch_in_epoch": state.batch_in_epoch, "totals": state.totals, "parent": state.parent,
-            "objective_start": state.objective_start,
+            "objective_start": state.objective_start, "ema_updates": state.ema_updates,
             "optimizers": {"G": rest_g, "D": rest_d}}
     ckpt.atomic_write(path, ckpt.encode({k: v.cpu() for k, v in tensors.items()}, meta))
 
@@ -137,8 +152,10 @@ def _load_weights(net: torch.nn.Module, weights: dict[str, torch.Tensor], path: 
     net.load_state_dict(weights, assign=True)
 
 
-def load_models(path: Path, device: str = "cpu", contents: tuple[dict, dict] | None = None):
+def load_models(path: Path, device: str = "cpu", contents: tuple[dict, dict] | None = None, *,
+                raw_generator: bool = False):
     """Config, G and D (eval mode) and metadata of a checkpoint (`contents`: its already-read tensors and metadata).
+    G holds the moving average of the generator's weights when the run kept one (--ema), unless `raw_generator`.
 
     The networks are built on the meta device and take the file's tensors as they are: a forged
     config that claims huge layers allocates nothing before its shapes are checked against the file.
@@ -146,7 +163,8 @@ def load_models(path: Path, device: str = "cpu", contents: tuple[dict, dict] | N
     tensors, meta, config = _read_checkpoint(path, contents)
     with torch.device("meta"):
         G, D = build_models(config)
-    _load_weights(G, ckpt.prefixed(tensors, "G"), path)
+    averaged = not raw_generator and any(k.startswith("G_ema.") for k in tensors)
+    _load_weights(G, ckpt.prefixed(tensors, "G_ema" if averaged else "G"), path)
     _load_weights(D, ckpt.prefixed(tensors, "D"), path)
     dev = resolve_device(device)
     return config, G.to(dev).eval(), D.to(dev).eval(), meta
@@ -180,15 +198,28 @@ def load_state(path: Path, changes: dict | None = None, device: str = "cpu",
     try:
         progress = {k: meta[k] for k in ("epoch", "step", "batch_in_epoch", "totals", "optimizers")}
         progress["objective_start"] = meta.get("objective_start", 0)
-        counters = [progress[k] for k in ("epoch", "step", "batch_in_epoch", "objective_start")]
+        progress["ema_updates"] = meta.get("ema_updates", 0)
+        counters = [progress[k] for k in ("epoch", "step", "batch_in_epoch", "objective_start", "ema_updates")]
         if not all(type(c) is int and c >= 0 for c in counters) or not isinstance(progress["totals"], dict):
             raise ValueError("epoch, step and totals are not counters")
         if "batch_size" in changes and changes["batch_size"] != old_config.batch_size and progress["batch_in_epoch"]:
             raise GancliError(f"cannot change --batch-size in the middle of epoch {progress['epoch'] + 1}",
                               "finish the epoch first: gan resume CHECKPOINT --epochs 1")
-        _, G, D, _ = load_models(path, device, (tensors, meta))
+        _, G, D, _ = load_models(path, device, (tensors, meta), raw_generator=True)
         G.train(), D.train()
         dev = resolve_device(device)
+        ema_weights = ckpt.prefixed(tensors, "G_ema")
+        G_ema = None
+        if config.ema > 0:
+            G_ema = _ema_of(G)
+            if ema_weights:
+                _load_weights(G_ema, ema_weights, path)
+                G_ema = G_ema.to(dev)
+            else:
+                progress["ema_updates"] = 0
+                notes.append("the generator's moving average (--ema) starts now, from its current weights")
+        elif ema_weights:
+            notes.append("the generator's moving average is dropped (--ema 0)")
         opt_g, opt_d = _optimizers(config, G, D)
         switched = config.trained_objective != old_config.trained_objective
         if switched:
@@ -220,7 +251,7 @@ def load_state(path: Path, changes: dict | None = None, device: str = "cpu",
                           f"{str(e).splitlines()[0][:100] if str(e) else ''})", "resume from another checkpoint") from None
     state = TrainState(config, G, D, opt_g, opt_d, data_rng, noise_rng, tensors["rng.data"], dev,
                        progress["epoch"], progress["step"], progress["batch_in_epoch"], progress["totals"],
-                       meta.get("parent"), progress["objective_start"])
+                       meta.get("parent"), progress["objective_start"], G_ema, progress["ema_updates"])
     if switched:
         state.parent, state.totals, state.objective_start = str(path), {}, state.epoch
     return state, notes
@@ -352,9 +383,27 @@ def train_step(state: TrainState, real: torch.Tensor, ms_lambda: float) -> dict:
         loss_g.backward()
         out["grad_norm_g"] = _grad_norm(list(G.parameters()), cfg.clip_grad_norm)
         state.opt_g.step()
+        if state.G_ema is not None:
+            _update_ema(state)
         D.requires_grad_(True)
     state.step += 1
     return out
+
+
+def ema_decay(beta: float, updates: int) -> float:
+    """The moving average's decay after `updates` generator steps: min(beta, (1 + t) / (10 + t)), the
+    warm-up of TensorFlow's ExponentialMovingAverage, so that early epochs are not frozen at initialisation."""
+    return min(beta, (1 + updates) / (10 + updates))
+
+
+def _update_ema(state: TrainState) -> None:
+    """G_ema <- b G_ema + (1 - b) G for the parameters (b = ema_decay); buffers (batch norm statistics) copied."""
+    decay = ema_decay(state.config.ema, state.ema_updates)
+    with torch.no_grad():
+        torch._foreach_lerp_(list(state.G_ema.parameters()), list(state.G.parameters()), 1 - decay)
+        for average, current in zip(state.G_ema.buffers(), state.G.buffers(), strict=True):
+            average.copy_(current)
+    state.ema_updates += 1
 
 
 def _accumulate(totals: dict, scalars: dict) -> None:
@@ -471,7 +520,7 @@ def train(state: TrainState, images: torch.Tensor, run: Path,
             _check_finite(state, run)
             record = _epoch_record(state, ms_lambda)
             if evaluate is not None and _evaluated_at(cfg, record["epoch"]):
-                record |= evaluate(state.G)
+                record |= evaluate(state.generator)
                 record["best"] = record["fid"] < best_fid
             state.epoch, state.batch_in_epoch, state.totals = state.epoch + 1, 0, {}
             state.epoch_start_rng = state.data_rng.get_state()
@@ -486,7 +535,7 @@ def train(state: TrainState, images: torch.Tensor, run: Path,
             if not marked_latest:  # only a run with a checkpoint may become the default everywhere
                 set_latest(run)
                 marked_latest = True
-            save_grid(state.G, cfg, run / "grids" / f"epoch-{state.epoch:03d}.png", state.device)
+            save_grid(state.generator, cfg, run / "grids" / f"epoch-{state.epoch:03d}.png", state.device)
             if on_epoch:
                 on_epoch(state, record)
     return state

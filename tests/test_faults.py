@@ -186,6 +186,8 @@ CASES = [
     ("train vanilla --data {d}/tiny.safetensors --eval-every 1", None, "MNIST digit classifier"),
     ("train vanilla --eval-every -1", None, "--eval-every"),
     ("train vanilla --eval-n 1", None, "--eval-n"),
+    ("train vanilla --ema 1", None, "--ema"),
+    ("train vanilla --ema -0.1", None, "--ema"),
     ("sample {d}/runs/ok --best -n 4 -o x.safetensors", None, "has no best.safetensors"),
     ("sample {d}/runs/ok/checkpoint.safetensors --best -n 4 -o x.safetensors", None, "is not a run folder"),
     ("runs {d}/nowhere", None, "no runs folder"),

@@ -49,6 +49,8 @@ Reject = Annotated[float | None, Opt("--reject", callback=must(lambda v: 0 < v <
     help="Keep samples whose discriminator confidence r/(1+r) >= this, e.g. 0.6.")]
 Best = Annotated[bool, Opt("--best", help="Use the run's best.safetensors (its best evaluated epoch, by FID) "
                           "instead of its latest checkpoint.")]
+RawGenerator = Annotated[bool, Opt("--raw-generator",
+    help="Use the generator's own weights, not their moving average (runs trained with --ema).")]
 AsJson = Annotated[bool, Opt("--json", help="One JSON object on stdout.")]
 KeepTop = Annotated[float | None, Opt("--keep-top", callback=must(lambda v: 0 < v <= 1, "in (0, 1]"),
     help="Keep this fraction with the highest discriminator score (any objective).")]
@@ -109,6 +111,9 @@ KNOBS: dict[str, Any] = {
     "lr_decay": _knob(Literal[LR_DECAYS], "--lr-decay", "After the warm-up, decay lr to --lr-floor by the last epoch \\[default: none]."),
     "lr_floor": _knob(float, "--lr-floor", "The decayed lr's end, a fraction of --lr \\[default: 0].",
                       callback=must(lambda v: 0 <= v <= 1, "in [0, 1]")),
+    "ema": _knob(float, "--ema", "Keep a moving average of G's weights with this decay, e.g. 0.999 (warm-up: min(BETA, "
+                 "(1+t)/(10+t)) after t steps); sample, interpolate, grids and evaluation use it; 0 off \\[default: 0].",
+                 callback=must(lambda v: 0 <= v < 1, "in [0, 1)")),
     "eval_every": _knob(int, "--eval-every", "Score --eval-n fixed samples after every N-th epoch and the last: FID, precision, "
                         "recall, digit coverage on the MNIST classifier's features vs MNIST test, in log.jsonl; keeps "
                         "best.safetensors; 0 off \\[default: 1 on MNIST data, else 0].", EVAL_PANEL, min=0),

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 import typer
 
 from gancli.cli._io import binary_output, console, parse_ints, user_errors
-from gancli.cli.options import POSITIVE, Best, Checkpoint, Device, KeepTop, LatentSeed, Output, PassBatch, Reject, Runs
+from gancli.cli.options import POSITIVE, Best, Checkpoint, Device, KeepTop, LatentSeed, Output, PassBatch, RawGenerator, Reject, Runs
 from gancli.errors import GancliError
 
 Opt = typer.Option
@@ -40,7 +40,7 @@ def sample(
     mix: Annotated[bool, Opt("--mix", help="z = a z1 + (1-a) z2, a ~ U(0,1): precision up, recall down.")] = False,
     truncation: Annotated[float | None, Opt("--truncation", callback=POSITIVE,
         help="Resample latent components beyond PSI: precision up, recall down.")] = None,
-    best: Best = False, runs: Runs = None, device: Device = "auto",
+    best: Best = False, raw_generator: RawGenerator = False, runs: Runs = None, device: Device = "auto",
 ):
     """Generate images as a samples stream (stdout when piped), a .safetensors file or PNGs.
 
@@ -64,7 +64,7 @@ def sample(
     dest = binary_output(output)
     path = resolve_checkpoint(checkpoint, runs, best)
     dev = resolve_device(device)
-    config, G, D, _ = load_models(path, device)
+    config, G, D, _ = load_models(path, device, raw_generator=raw_generator)
     accept = make_acceptance(config, G, D, reject, reject_method, drs_percentile, seed, batch_size, dev)
     with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task("sampling", total=n)
@@ -93,7 +93,7 @@ def interpolate(
     reject: Reject = None,
     output: Annotated[str | None, Opt("-o", "--output",
         help="grid.png, anim.gif, frames.safetensors, - or a folder.")] = "interpolation.png",
-    best: Best = False, runs: Runs = None, device: Device = "auto",
+    best: Best = False, raw_generator: RawGenerator = False, runs: Runs = None, device: Device = "auto",
 ):
     """Render latent interpolations: one row per pair of endpoints.
 
@@ -114,7 +114,7 @@ def interpolate(
     pair_seeds = parse_ints(seeds, "--seeds") if seeds else tuple(range(seed, seed + pairs))
     path = resolve_checkpoint(checkpoint, runs, best)
     dev = resolve_device(device)
-    config, G, D, _ = load_models(path, device)
+    config, G, D, _ = load_models(path, device, raw_generator=raw_generator)
     accept = threshold_accept(config, reject) if reject is not None else None
 
     def endpoints(pair_seed: int) -> torch.Tensor:
