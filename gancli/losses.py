@@ -73,10 +73,5 @@ def log_density_ratio(config: TrainConfig, v: torch.Tensor) -> torch.Tensor:
     if row is None or row.log_ratio is None:
         what = "a WGAN critic" if row is None else "the total-variation discriminator"
         raise GancliError(f"{what} estimates no density ratio, so a confidence threshold means nothing",
-                          "rank by discriminator score with --keep-top FRACTION instead")
+                          "calibrate it first (`gan calibrate`), or rank by score with --keep-top FRACTION")
     return row.log_ratio(v)
-
-
-def confidence(config: TrainConfig, v: torch.Tensor) -> torch.Tensor:
-    """r / (1 + r) = sigmoid(log r): the same scale for every divergence."""
-    return torch.sigmoid(log_density_ratio(config, v))

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import torch
 
-from gancli import losses
+from gancli.calibration import log_ratio_fn
 from gancli.config import TrainConfig
 from gancli.errors import GancliError
 from gancli.models import to_uint8, to_unit_range
@@ -66,12 +66,14 @@ def score_images(config: TrainConfig, D, images: torch.Tensor, batch_size: int, 
     return forward_rows(D, to_unit_range(images), batch_size, device)
 
 
-def threshold_accept(config: TrainConfig, threshold: float) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Keep x when the confidence r/(1+r) >= threshold (design note section 7)."""
+def threshold_accept(config: TrainConfig, threshold: float,
+                     calibration: tuple[float, float] | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Keep x when the confidence r/(1+r) >= threshold (design note section 7); r from the calibration if given."""
     if not 0.0 < threshold < 1.0:
         raise GancliError(f"--reject takes a confidence in (0, 1), got {threshold}")
-    losses.log_density_ratio(config, torch.zeros(1))  # fail now for critics that estimate no ratio
-    return lambda v: losses.confidence(config, v) >= threshold
+    log_ratio = log_ratio_fn(config, calibration)
+    log_ratio(torch.zeros(1))  # fail now for critics that estimate no ratio (and have no calibration)
+    return lambda v: torch.sigmoid(log_ratio(v)) >= threshold
 
 
 class DiscriminatorRejection:
@@ -82,33 +84,36 @@ class DiscriminatorRejection:
     updated), and gamma shifts F so that its `percentile`-th percentile on the burn-in is 0.
     """
 
-    def __init__(self, config: TrainConfig, burn_in: torch.Tensor, percentile: float, seed: int):
-        self.config = config
-        self.max_logit = losses.log_density_ratio(config, burn_in).max().item()
+    def __init__(self, config: TrainConfig, burn_in: torch.Tensor, percentile: float, seed: int,
+                 calibration: tuple[float, float] | None = None):
+        self.log_ratio = log_ratio_fn(config, calibration)
+        self.max_logit = self.log_ratio(burn_in).max().item()
         self.gamma = 0.0
         self.gamma = torch.quantile(self._f(burn_in), percentile / 100).item()
         self.rng = torch.Generator().manual_seed(seed)
 
     def _f(self, v: torch.Tensor) -> torch.Tensor:
-        logit = losses.log_density_ratio(self.config, v).double()
+        logit = self.log_ratio(v).double()
         shifted = logit - self.max_logit
         return shifted - torch.log(-torch.expm1(shifted - DRS_EPSILON)) - self.gamma
 
     def __call__(self, v: torch.Tensor) -> torch.Tensor:
-        self.max_logit = max(self.max_logit, losses.log_density_ratio(self.config, v).max().item())
+        self.max_logit = max(self.max_logit, self.log_ratio(v).max().item())
         return torch.rand(len(v), generator=self.rng, dtype=torch.float64) < torch.sigmoid(self._f(v))
 
 
 def make_acceptance(config: TrainConfig, G, D, reject: float | None, method: str = "threshold",
-                    drs_percentile: float = 80.0, seed: int = 0, batch_size: int = 500, device="cpu"):
+                    drs_percentile: float = 80.0, seed: int = 0, batch_size: int = 500, device="cpu",
+                    calibration: tuple[float, float] | None = None):
     """The accept(v) function for `--reject` / `--reject-method`, or None. DRS burns in on the
-    discriminator scores of 10,240 fresh samples from a latent seed of its own."""
+    discriminator scores of 10,240 fresh samples from a latent seed of its own. With a calibration
+    (calibration.calibrate), both use its log-ratio estimate."""
     if method not in ("threshold", "drs"):
         raise GancliError(f"unknown --reject-method {method!r}", "use threshold or drs")
     if method == "drs":
         burn_in = generate(config, G, D, 10 * 1024, seed=seed + 104729, batch_size=batch_size, device=device).score
-        return DiscriminatorRejection(config, burn_in, drs_percentile, seed + 1)
-    return threshold_accept(config, reject) if reject is not None else None
+        return DiscriminatorRejection(config, burn_in, drs_percentile, seed + 1, calibration)
+    return threshold_accept(config, reject, calibration) if reject is not None else None
 
 
 def generate(config: TrainConfig, G, D, n: int, seed: int = 0, batch_size: int = 500, device="cpu",

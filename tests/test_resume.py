@@ -128,10 +128,10 @@ def test_an_option_shared_by_commands_has_one_definition():
     """Same flag, same help everywhere, except the flags that mean several things (named here)."""
     import typer.main
 
+    outputs = ("samples", "interpolate's picture", "plot's figure", "calibrate's checkpoint")
     meanings = {"--seed": ("a run's seed", "a latent seed"), "--batch-size": ("a training step", "a network pass"),
-                "--precision": ("training numerics", "the Inception's"),
-                "--output": ("samples", "interpolate's picture", "plot's figure"),
-                "-o": ("samples", "interpolate's picture", "plot's figure"), "-n": ("images to make", "images to compare")}
+                "--precision": ("training numerics", "the Inception's"), "--output": outputs, "-o": outputs,
+                "-n": ("images to make", "images to compare")}
     helps: dict[str, set] = {}
     for command in typer.main.get_command(app).commands.values():
         for param in command.params:

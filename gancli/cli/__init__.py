@@ -3,8 +3,8 @@
 import typer
 
 from gancli import __version__
+from gancli.cli import calibrate, runs, sample, score, train
 from gancli.cli import filter as filter_cmd
-from gancli.cli import runs, sample, score, train
 
 app = typer.Typer(
     name="gan",
@@ -24,6 +24,7 @@ COMMANDS = [
     ("interpolate", sample.interpolate),
     ("filter", filter_cmd.filter_images),
     ("score", score.score),
+    ("calibrate", calibrate.calibrate),
     ("runs", runs.runs_table),
     ("plot", runs.plot),
 ]

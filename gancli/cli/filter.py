@@ -8,7 +8,7 @@ import typer
 
 from gancli.cli._io import binary_output, console, user_errors
 from gancli.cli.options import DataDir, Device, KeepTop, Output, PassBatch, Reject, Runs, Source
-from gancli.cli.sample import write_output
+from gancli.cli.sample import stored_calibration, write_output
 from gancli.errors import GancliError
 
 Opt = typer.Option
@@ -41,8 +41,9 @@ def filter_images(
     if (reject is None) == (keep_top is None):
         raise GancliError("give exactly one of --reject CONFIDENCE or --keep-top FRACTION")
     dest = binary_output(output)
-    config, _, D, _ = load_models(resolve_checkpoint(ckpt, runs), device)
-    accept = threshold_accept(config, reject) if reject is not None else None
+    path = resolve_checkpoint(ckpt, runs)
+    config, _, D, meta = load_models(path, device)
+    accept = threshold_accept(config, reject, stored_calibration(meta, path, used=True)) if reject is not None else None
     samples = load_samples(source, data_dir)
     samples.score = score_images(config, D, samples.images, batch_size, resolve_device(device))
     keep = accept(samples.score).nonzero().squeeze(1) if accept else top_fraction(samples.score, keep_top)

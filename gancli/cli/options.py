@@ -49,6 +49,8 @@ Reject = Annotated[float | None, Opt("--reject", callback=must(lambda v: 0 < v <
     help="Keep samples whose discriminator confidence r/(1+r) >= this, e.g. 0.6.")]
 Best = Annotated[bool, Opt("--best", help="Use the run's best.safetensors (its best evaluated epoch, by FID) "
                           "instead of its latest checkpoint.")]
+Reference = Annotated[str, Opt("--ref", help="Reference (real) images: any source, e.g. mnist:test.")]
+PairCount = Annotated[int, Opt("-n", min=2, help="Use the first N reference images and as many generated ones.")]
 RawGenerator = Annotated[bool, Opt("--raw-generator",
     help="Use the generator's own weights, not their moving average (runs trained with --ema).")]
 AsJson = Annotated[bool, Opt("--json", help="One JSON object on stdout.")]

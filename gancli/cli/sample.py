@@ -14,6 +14,18 @@ from gancli.errors import GancliError
 Opt = typer.Option
 
 
+def stored_calibration(meta: dict, path: Path, used: bool) -> tuple[float, float] | None:
+    """The checkpoint's calibration (gan calibrate), said on stderr when rejection uses it."""
+    from gancli.calibration import calibration_map
+
+    found = calibration_map(meta)
+    if found is not None and used:
+        info = meta["calibration"]
+        console.print(f"rejection uses the calibration stored in {path} (ECE {info.get('ece_after', float('nan')):.3f} "
+                      "on held-out images)", highlight=False)
+    return found
+
+
 def write_output(samples, dest: str) -> None:
     from gancli.streams import write_samples
 
@@ -64,8 +76,9 @@ def sample(
     dest = binary_output(output)
     path = resolve_checkpoint(checkpoint, runs, best)
     dev = resolve_device(device)
-    config, G, D, _ = load_models(path, device, raw_generator=raw_generator)
-    accept = make_acceptance(config, G, D, reject, reject_method, drs_percentile, seed, batch_size, dev)
+    config, G, D, meta = load_models(path, device, raw_generator=raw_generator)
+    accept = make_acceptance(config, G, D, reject, reject_method, drs_percentile, seed, batch_size, dev,
+                             calibration=stored_calibration(meta, path, used=reject is not None or reject_method == "drs"))
     with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task("sampling", total=n)
         samples = generate(config, G, D, n, seed, batch_size, dev, accept, max_draws, mix, truncation, keep_top,
@@ -114,8 +127,9 @@ def interpolate(
     pair_seeds = parse_ints(seeds, "--seeds") if seeds else tuple(range(seed, seed + pairs))
     path = resolve_checkpoint(checkpoint, runs, best)
     dev = resolve_device(device)
-    config, G, D, _ = load_models(path, device, raw_generator=raw_generator)
-    accept = threshold_accept(config, reject) if reject is not None else None
+    config, G, D, meta = load_models(path, device, raw_generator=raw_generator)
+    calibration = stored_calibration(meta, path, used=reject is not None)
+    accept = threshold_accept(config, reject, calibration) if reject is not None else None
 
     def endpoints(pair_seed: int) -> torch.Tensor:
         rng = torch.Generator().manual_seed(pair_seed)

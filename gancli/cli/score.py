@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 import typer
 
 from gancli.cli._io import console, user_errors
-from gancli.cli.options import AsJson, DataDir, Device, PassBatch, Source
+from gancli.cli.options import AsJson, DataDir, Device, PairCount, PassBatch, Reference, Source
 from gancli.errors import GancliError
 
 Opt = typer.Option
@@ -34,10 +34,10 @@ def _table(result: dict) -> None:
 @user_errors("score")
 def score(
     source: Source = "-",
-    ref: Annotated[str, Opt("--ref", help="Reference images (any source).")] = "mnist:test",
+    ref: Reference = "mnist:test",
     features: Annotated[Literal["inception", "mnist"], Opt("--features",
         help="inception (TF-2015 FID pool3) or mnist (the shipped classifier).")] = "inception",
-    n: Annotated[int, Opt("-n", min=2, help="Use the first N generated and N reference images.")] = 10000,
+    n: PairCount = 10000,
     k: Annotated[int, Opt("--k", min=1, help="Neighbours for precision/recall and density/coverage.")] = 3,
     as_json: AsJson = False,
     inception_weights: Annotated[str | None, Opt("--inception-weights",
