@@ -151,7 +151,8 @@ def run_history(run: Path) -> tuple[list[dict], list[int]]:
         if parent.resolve() in seen:
             break
         seen.add(parent.resolve())
-        start = records[0]["epoch"] if records else meta.get("epoch", 0) + 1
+        saved = meta.get("epoch")
+        start = records[0]["epoch"] if records else saved + 1 if isinstance(saved, int) else 1
         switches.insert(0, start - 1)
         records = [r for r in read_log(parent) if r["epoch"] < start] + records
         current = parent
