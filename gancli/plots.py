@@ -66,7 +66,7 @@ def plot_curves(runs: list[Path], output: Path) -> dict:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
     columns = 2 if len(panels) > 1 else 1
     rows = -(-len(panels) // columns)
@@ -87,6 +87,7 @@ def plot_curves(runs: list[Path], output: Path) -> dict:
         values = [v for c in curves for f in fields for _, v in c["series"].get(f, [])]
         if log_scale and min(values) > 0:
             ax.set_yscale("log")
+            ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
             ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
             # within a decade the minor ticks are the only labels; across decades they would crowd
             ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}") if max(values) < 10 * min(values)
