@@ -163,10 +163,10 @@ def _knobs(config) -> str:
     """The config's fields that differ from its objective's defaults, e.g. `r1=0 lr_d=0.0001`."""
     from dataclasses import fields
 
-    from gancli.config import OBJECTIVE_DEFAULTS, TrainConfig
+    from gancli.config import make_config
 
     shown_elsewhere = ("objective", "div", "alpha", "g_loss", "epochs", "image_shape", "eval_every")
-    defaults = TrainConfig(objective=config.objective, **OBJECTIVE_DEFAULTS[config.objective])
+    defaults = make_config(config.objective)
     text = lambda v: ",".join(map(str, v)) if isinstance(v, tuple) else f"{v:g}" if isinstance(v, float) else str(v)
     return " ".join(f"{f.name}={text(getattr(config, f.name))}" for f in fields(config)
                     if f.name not in shown_elsewhere and getattr(config, f.name) != getattr(defaults, f.name))

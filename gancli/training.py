@@ -152,6 +152,11 @@ def _load_weights(net: torch.nn.Module, weights: dict[str, torch.Tensor], path: 
     net.load_state_dict(weights, assign=True)
 
 
+def has_moving_average(tensors: dict[str, torch.Tensor]) -> bool:
+    """Whether a checkpoint's tensors hold the generator's moving average (--ema)."""
+    return any(k.startswith("G_ema.") for k in tensors)
+
+
 def load_models(path: Path, device: str = "cpu", contents: tuple[dict, dict] | None = None, *,
                 raw_generator: bool = False):
     """Config, G and D (eval mode) and metadata of a checkpoint (`contents`: its already-read tensors and metadata).
@@ -163,8 +168,7 @@ def load_models(path: Path, device: str = "cpu", contents: tuple[dict, dict] | N
     tensors, meta, config = _read_checkpoint(path, contents)
     with torch.device("meta"):
         G, D = build_models(config)
-    averaged = not raw_generator and any(k.startswith("G_ema.") for k in tensors)
-    _load_weights(G, ckpt.prefixed(tensors, "G_ema" if averaged else "G"), path)
+    _load_weights(G, ckpt.prefixed(tensors, "G" if raw_generator or not has_moving_average(tensors) else "G_ema"), path)
     _load_weights(D, ckpt.prefixed(tensors, "D"), path)
     dev = resolve_device(device)
     return config, G.to(dev).eval(), D.to(dev).eval(), meta

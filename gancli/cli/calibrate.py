@@ -49,7 +49,7 @@ def calibrate(
     from gancli.data import load_images
     from gancli.runs import resolve_checkpoint
     from gancli.sampling import generate, score_images
-    from gancli.training import load_models, resolve_device
+    from gancli.training import has_moving_average, load_models, resolve_device
 
     path = resolve_checkpoint(checkpoint, runs, best)
     out = output or path.with_name(f"{path.stem}-calibrated.safetensors")
@@ -61,7 +61,7 @@ def calibrate(
     real = load_images(ref, data_dir)[:n]
     fake = generate(config, G, D, len(real), seed, batch_size, dev)
     result = fit(config, score_images(config, D, real, batch_size, dev), fake.score)
-    averaged = not raw_generator and any(k.startswith("G_ema.") for k in tensors)
+    averaged = not raw_generator and has_moving_average(tensors)
     result |= {"reference": ref, "seed": seed, "generator": "moving average" if averaged else "raw", "source": str(path)}
     ckpt.atomic_write(out, ckpt.encode(tensors, {**meta, "calibration": result}))
     console.print(f"wrote {out}: ECE {_number(result['ece_before'])} -> {_number(result['ece_after'])}, "
