@@ -34,21 +34,33 @@ train() {
     [ "$status" -le 1 ] || exit "$status"
 }
 
-# sample ROW MODEL SAMPLE-ARGS...: N images to samples/ROW.safetensors (written atomically). A model
-# whose discriminator rejects (nearly) every draw gets samples/ROW.failed, which the table reports.
+# sample ROW SOURCE SAMPLE-ARGS...: N images to samples/ROW.safetensors (written atomically) from
+# SOURCE, a run of RUNS or a checkpoint file under it. A model whose discriminator rejects (nearly)
+# every draw gets samples/ROW.failed, which the table reports.
 sample() {
-    local row=$1 model=$2; shift 2
-    local checkpoint=$RUNS/$model/checkpoint.safetensors
+    local row=$1 source=$2; shift 2
+    local checkpoint=$RUNS/$source
+    [ -d "$checkpoint" ] && checkpoint=$checkpoint/checkpoint.safetensors
     fresh "$OUT/samples/$row.safetensors" "$checkpoint" || fresh "$OUT/samples/$row.failed" "$checkpoint" && return
     say "$row: sampling"
     rm -f "$OUT/samples/$row.failed"
     local start=$SECONDS
-    if gan sample "$RUNS/$model" -n "$N" --seed 1 --max-draws $(( DRAWS * N )) "$@" --grid "$OUT/grids/$row.png" \
+    if gan sample "$checkpoint" -n "$N" --seed 1 --max-draws $(( DRAWS * N )) "$@" --grid "$OUT/grids/$row.png" \
         -o "$OUT/samples/$row.safetensors" 2> "$OUT/times/$row.log"; then
         echo $(( SECONDS - start )) > "$OUT/times/$row.sample"
     else
         tail -n 1 "$OUT/times/$row.log" | tee "$OUT/samples/$row.failed" >&2
     fi
+}
+
+# calibrate MODEL: RUNS/MODEL/checkpoint-calibrated.safetensors (`gan calibrate` on N held-out MNIST
+# test images), its calibration errors in scores/MODEL.calibration.json
+calibrate() {
+    local run=$RUNS/$1
+    fresh "$run/checkpoint-calibrated.safetensors" "$run/checkpoint.safetensors" && return
+    say "$1: calibrating"
+    gan calibrate "$run" -n "$N" --json > "$OUT/scores/$1.calibration.json.partial"
+    mv "$OUT/scores/$1.calibration.json.partial" "$OUT/scores/$1.calibration.json"
 }
 
 # score ROW FEATURES [M]: scores/ROW.FEATURES.json, against the first M (default N) MNIST test images.

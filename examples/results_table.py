@@ -1,6 +1,6 @@
-"""Write study.sh's results table from its scores/*.json, times/*.sample and run logs.
+"""Write study.sh's results table from its scores/*.json, times/* and run logs.
 
-    python examples/results_table.py OUT RESULTS --epochs E -n N --inception-n M --precision P ROW...
+    python examples/results_table.py OUT RESULTS --epochs E --dcgan-epochs D -n N --inception-n M --precision P ROW...
 """
 
 from __future__ import annotations
@@ -9,32 +9,50 @@ import argparse
 import json
 import os
 import re
+import statistics
 from pathlib import Path
 
 # FID of the reference studies (same MLP generator, 100 epochs, 10,000 PNGs, course platform).
 REFERENCE_FID = {
     "vanilla": "50.14", "fgan-js": "45.53", "fgan-kl": "44.36 (JS pre-trained)", "wgan": "94.79 / 87.54",
     "msgan": "34.84", "msgan-schedule": "39.06", "msgan+reject+mix": "27.72", "wgan-gp": "36.17",
-    "wgan-gp+top": "17.02 (DRS)",
+    "wgan-gp+drs": "17.02 (course best)",
 }
-# a switched run's training time includes its parent's
-PARENT_RUN = {"fgan-kl": "fgan-js-pretrain"}
+# a row's model is its name up to the first "+"; a run switched to KL (`gan resume --div kl`) counts
+# its JS pre-training's time too
+PRETRAINED = ("fgan-kl", "best")
+SEEDED = ("vanilla", "best")
 
 
 def read_json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def training_seconds(runs: Path, model: str, parents: dict[str, str] = PARENT_RUN) -> float:
-    total = 0.0
-    for run in (model, parents.get(model)):
-        log = runs / run / "log.jsonl" if run else None
-        if log and log.is_file():
-            total += sum(json.loads(line)["seconds"] for line in log.read_text().splitlines() if line.strip())
-    return total
+def run_records(runs: Path, run: str) -> list[dict]:
+    log = runs / run / "log.jsonl"
+    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.is_file() else []
 
 
-def training_note(runs: Path, model: str, parents: dict[str, str] = PARENT_RUN) -> str:
+def last_record(runs: Path, run: str) -> dict:
+    records = run_records(runs, run)
+    return records[-1] if records else {}
+
+
+def best_evaluated(runs: Path, run: str) -> str:
+    """The lowest per-epoch FID of the run's log (2,000 vs 2,000 images) and its epoch; empty before the evaluation existed."""
+    evaluated = [r for r in run_records(runs, run) if "fid" in r]
+    return "" if not evaluated else "{fid:.1f} @{epoch}".format(**min(evaluated, key=lambda r: r["fid"]))
+
+
+def pretrained_parents(model: str) -> dict[str, str]:
+    return {model: f"{model}-js"} if model.startswith(PRETRAINED) else {}
+
+
+def training_seconds(runs: Path, model: str, parents: dict[str, str]) -> float:
+    return sum(r["seconds"] for run in (model, parents.get(model)) if run for r in run_records(runs, run))
+
+
+def training_note(runs: Path, model: str, parents: dict[str, str]) -> str:
     """Training time, and where the divergence guard stopped the run (its last good checkpoint is sampled)."""
     text = minutes(training_seconds(runs, model, parents))
     stopped = runs / model / ".stopped"
@@ -49,32 +67,58 @@ def minutes(seconds: float | None) -> str:
 
 
 def number(scores: dict | None, key: str, digits: int = 2) -> str:
-    return "" if scores is None else f"{scores[key]:.{digits}f}"
+    value = None if scores is None else scores.get(key)
+    return "" if value is None else f"{value:.{digits}f}"
 
 
 def row_line(out: Path, results: Path, row: str) -> str:
     model = row.split("+")[0]
+    runs = out / "runs"
     inception = read_json(out / "scores" / f"{row}.inception.json")
     mnist = read_json(out / "scores" / f"{row}.mnist.json")
     quality = inception or mnist  # precision, recall, density, coverage on the Inception features when present
     sample_time = out / "times" / f"{row}.sample"
     failed = out / "samples" / f"{row}.failed"
-    if failed.is_file():  # the discriminator rejected every draw: say so instead of scores
+    grid = out / "grids" / f"{row}.png"
+    if failed.is_file():  # the discriminator rejected (nearly) every draw: say so instead of scores
         reason = failed.read_text().strip().replace("|", "/")
-        return f"| `{row}` | | {reason} |" + " |" * 8 + f" {REFERENCE_FID.get(row, '')} |"
-    grid = os.path.relpath(out / "grids" / f"{row}.png", results.parent)
+        return f"| `{row}` | | {reason} |" + " |" * 11 + f" {REFERENCE_FID.get(row, '')} |"
+    trained = (runs / model / "log.jsonl").is_file()
     cells = [
-        f"`{row}`", f'<img src="{grid}" width="112">', number(inception, "fid"), number(mnist, "fid"),
+        f"`{row}`", f'<img src="{os.path.relpath(grid, results.parent)}" width="112">' if grid.is_file() else "",
+        number(inception, "fid"), number(mnist, "fid"),
         *(number(quality, key) for key in ("precision", "recall", "density", "coverage")),
+        number(inception, "kid_mean", 4),
         "" if mnist is None else f"{mnist['classes_present']}/10, KL {mnist['class_kl']:.3f}",
-        training_note(out / "runs", model),
+        best_evaluated(runs, model), str(last_record(runs, model).get("epoch", "")),
+        training_note(runs, model, pretrained_parents(model)) if trained else "not run yet",
         minutes(float(sample_time.read_text()) if sample_time.is_file() else None),
         REFERENCE_FID.get(row, ""),
     ]
     return "| " + " | ".join(cells) + " |"
 
 
-def main():
+def spread(out: Path, rows: list[str], features: str) -> str:
+    """Mean and sample standard deviation of FID, precision and recall over the rows scored so far."""
+    scores = [s for s in (read_json(out / "scores" / f"{row}.{features}.json") for row in rows) if s]
+    if len(scores) < 2:
+        return f"{len(scores)} of {len(rows)} seeds scored"
+    parts = [f"{key} {statistics.mean(s[key] for s in scores):.2f} ± {statistics.stdev(s[key] for s in scores):.2f}"
+             for key in ("fid", "precision", "recall")]
+    return ", ".join(parts) + f" ({len(scores)} seeds)"
+
+
+def calibration_line(out: Path, model: str) -> str | None:
+    found = read_json(out / "scores" / f"{model}.calibration.json")
+    if found is None:
+        return None
+    # a WGAN critic's raw score is no probability: it has no error before calibration
+    ece, brier = (" → ".join(number(found, f"{key}_{when}", 3) or "n/a" for when in ("before", "after"))
+                  for key in ("ece", "brier"))
+    return f"| `{model}` | {ece} | {brier} | {found['n'] - found['fitted_on']} |"
+
+
+def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("out", type=Path)
     parser.add_argument("results", type=Path)
@@ -86,38 +130,66 @@ def main():
     parser.add_argument("rows", nargs="+")
     args = parser.parse_args()
 
-    floor_inception = read_json(args.out / "scores" / "real-floor.inception.json")
-    floor_mnist = read_json(args.out / "scores" / "real-floor.mnist.json")
+    out = args.out
+    floor_inception = read_json(out / "scores" / "real-floor.inception.json")
+    floor_mnist = read_json(out / "scores" / "real-floor.mnist.json")
+    floor = floor_inception or floor_mnist
     features = "Inception pool3" if args.inception_n else "the MNIST classifier (no Inception run)"
+    models = list(dict.fromkeys(row.split("+")[0] for row in args.rows))
+    calibrations = [line for line in map(lambda m: calibration_line(out, m), models) if line]
+    seeds = [f"- `{base}`: " + "; ".join(f"{name} {spread(out, [base, f'{base}-seed1', f'{base}-seed2'], key)}"
+                                         for name, key in (("Inception", "inception"), ("MNIST features", "mnist")))
+             for base in SEEDED]
     lines = [
-        "# Results: the reference study under one protocol",
+        "# Results: the reference study at its own budget",
         "",
         f"Written by `examples/study.sh --epochs {args.epochs} --dcgan-epochs {args.dcgan_epochs} -n {args.n} "
-        f"--inception-n {args.inception_n} --precision {args.precision}`. Every model: the course's MLP "
-        f"(100-256-512-1024-784), batch 64, seed 0, {args.epochs} epochs; `dcgan-*`: the DCGAN, "
-        f"{args.dcgan_epochs} epochs. Each row samples {args.n} images (seed 1); "
-        "`+reject` keeps draws whose discriminator confidence r/(1+r) is at least 0.6; `+top` keeps the "
-        "best-scored half of 2N draws (a WGAN critic estimates no density ratio to threshold); `+mix` draws z "
-        "between two random latents.",
+        f"--inception-n {args.inception_n} --precision {args.precision}` (rows trained so far; the script is "
+        "restartable). Every model: the course's MLP (100-256-512-1024-784), batch 64, seed 0 unless the row says "
+        f"seedK, {args.epochs} epochs (WGAN-GP {max(args.epochs * 3 // 2, 1)}, as the reference), the tool's defaults "
+        f"otherwise, a moving average of G (`--ema 0.999`); `dcgan`: the DCGAN, {args.dcgan_epochs} epochs. "
+        "`fgan-kl`: JS for 6 epochs, then `gan resume --div kl`. `best`: gancli's recipe for the course MLP, the same "
+        "with `--lr-decay cosine` over the KL epochs. MSGAN rows: `--ms-lambda 0.05 --d-dropout 0.3` (the reference's).",
         "",
-        f"FID (Inception) compares the first {args.inception_n} generated images with the first "
-        f"{args.inception_n} MNIST test images; FID (MNIST) compares {args.n} with {args.n} on the shipped "
-        f"classifier's features. Precision, recall, density and coverage (k=3) are on {features}. "
-        "FIDs from other protocols (sample counts, resize, features) are not comparable: the reference "
-        "numbers came from 10,000 PNGs saved without mapping [-1,1] to [0,1].",
+        f"Each row samples {args.n} images (seed 1): `M` from the moving average, `+raw` from the raw generator, "
+        "`+reject` keeps draws whose calibrated discriminator confidence is at least 0.6 (`gan calibrate`, Platt "
+        "scaling on half of the MNIST test images against fresh samples), `+reject-uncalibrated` the same through "
+        "the discriminator as trained, `+drs` discriminator rejection sampling (Azadi et al. 2019) on the calibrated "
+        "ratio, `+mix` latents between two random ones.",
         "",
-        "| row | samples | FID (Inception) | FID (MNIST) | precision | recall | density | coverage "
-        "| classes | training | sampling | reference FID |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
-        *(row_line(args.out, args.results, row) for row in args.rows),
-        f"| real-data floor: MNIST train vs test | | {number(floor_inception, 'fid')} | {number(floor_mnist, 'fid')} "
-        f"| {number(floor_inception or floor_mnist, 'precision')} | {number(floor_inception or floor_mnist, 'recall')} "
-        f"| {number(floor_inception or floor_mnist, 'density')} | {number(floor_inception or floor_mnist, 'coverage')} "
-        "| | | | |",
+        f"FID (Inception) compares {args.inception_n} generated images with the first {args.inception_n} MNIST test "
+        f"images (TF-2015 FID Inception, {args.precision}); FID (MNIST) compares {args.n} with {args.n} on the shipped "
+        f"classifier's features. Precision, recall, density and coverage (k=3) and KID are on {features}. `best "
+        "epoch` is the lowest FID of the per-epoch evaluation (2,000 vs 2,000 on the MNIST classifier's features) and "
+        "its epoch. FIDs from other protocols are not comparable: the reference numbers came from 10,000 PNGs on the "
+        "course platform's own protocol.",
+        "",
+        "| row | samples | FID (Inception) | FID (MNIST) | precision | recall | density | coverage | KID "
+        "| classes | best epoch | epochs | training | sampling | reference FID |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        *(row_line(out, args.results, row) for row in args.rows),
+        f"| real-data floor: MNIST train vs test | | {number(floor_inception, 'fid')} | {number(floor_mnist, 'fid')} | "
+        + " | ".join(number(floor, key) for key in ("precision", "recall", "density", "coverage"))
+        + f" | {number(floor_inception, 'kid_mean', 4)} | | | | | | |",
+        "",
+        "## Over seeds",
+        "",
+        *seeds,
+        "",
+        "## Calibration before rejection",
+        "",
+        "Expected calibration error and Brier score of P(real | x) on held-out images, before and after `gan calibrate`.",
+        "",
+        "| model | ECE | Brier | held-out pairs |",
+        "|---|---|---|---|",
+        *calibrations,
         "",
     ]
     args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text("\n".join(lines))
+    # two workers may finish models at once (study.sh MODEL...): each writes whole tables atomically
+    partial = args.results.with_name(f".{args.results.name}.{os.getpid()}")
+    partial.write_text("\n".join(lines))
+    os.replace(partial, args.results)
 
 
 if __name__ == "__main__":

@@ -1,29 +1,34 @@
 #!/usr/bin/env bash
-# The reference study under one protocol: train every objective of the reference table (plus
-# WGAN-GP and a DCGAN variant), sample N images per model with and without discriminator
-# rejection (confidence >= 0.6; for WGAN critics the best-scored half), score them against
-# MNIST test, and write one results table.
+# The reference study at its own budget, under the design note's protocol: every row of the
+# reference table with the course MLP (batch 64, 100 epochs; WGAN-GP 150, as the reference), plus
+# gancli's best recipe for that MLP and a DCGAN. Every run keeps a moving average of G (--ema 0.999);
+# each model is sampled (10,000 images, seed 1) from the average (`M`), from the raw generator
+# (`M+raw`) and with rejection at 0.6 through a calibrated discriminator (`M+reject`, after
+# `gan calibrate`), then scored with Inception (10,000 vs the 10,000 MNIST test images) and the MNIST
+# classifier. Writes examples/results.md.
 #
 # Restartable: a step whose output exists (and is newer than its input) is skipped, and a training
-# interrupted at any moment (Ctrl-C, a reboot) is continued bit-exactly by `gan resume`. Just run the
-# script again; with more --epochs it trains the runs further and samples and scores them again.
+# interrupted at any moment is continued bit-exactly by `gan resume`. Run it again after any stop.
 #
-#   export GANCLI_DATA=../shared/data/mnist                            # the four MNIST IDX .gz files
-#   export GANCLI_INCEPTION_WEIGHTS=pt_inception-2015-12-05-6726825d.pth
-#   examples/study.sh                                 # the full protocol: 100 epochs, 10,000 images
-#   examples/study.sh --epochs 15 --precision bf16 --inception-n 2000  # what a 2-core CPU does in an hour
-#   examples/study.sh --smoke --out /tmp/smoke        # CI-sized: 1 epoch, 512 images, MNIST extractor, 4N draws
+#   export GANCLI_DATA=../shared/data/mnist GANCLI_INCEPTION_WEIGHTS=...   # see the README
+#   examples/study.sh                            # everything: about 12 hours on 2 CPU cores
+#   OMP_NUM_THREADS=1 examples/study.sh vanilla fgan-js wgan &     # models in parallel: two workers,
+#   OMP_NUM_THREADS=1 examples/study.sh fgan-kl best wgan-gp       # one core each
+#   examples/study.sh --smoke --out /tmp/smoke   # CI-sized: 1 epoch, 4 models, 512 images, MNIST features
 #
-# Options: --epochs E (per model), --dcgan-epochs E (the DCGAN's, default E: its epochs are ~10x
-# slower on a CPU), -n N (images per sample), --draws D (rejection gives up after D*N draws, default 100), --inception-n M (images the Inception
-# FID uses, <= N; 0 skips Inception), --precision fp32|bf16 (training and Inception numerics),
-# --out DIR (runs, samples, scores, grids), --results FILE (the table), --smoke.
+# MODEL...: only these models (see MODELS below); default: all. Options: --epochs E (per model;
+# WGAN-GP trains E*3/2), --dcgan-epochs E (default E), -n N (images per sample), --draws D
+# (rejection gives up after D*N draws, default 100), --inception-n M (<= N; 0 skips Inception),
+# --precision fp32|bf16 (training and Inception numerics), --out DIR, --results FILE, --smoke.
 set -euo pipefail
 
-EPOCHS=100 DCGAN_EPOCHS= N=10000 DRAWS=100 INCEPTION_N=10000 PRECISION=fp32 OUT=examples/study RESULTS=
+EPOCHS=100 DCGAN_EPOCHS= N=10000 DRAWS=100 INCEPTION_N=10000 PRECISION=fp32 OUT=examples/reference RESULTS=
+MODELS=(vanilla fgan-js fgan-kl wgan wgan-gp msgan msgan-schedule best dcgan
+        vanilla-seed1 vanilla-seed2 best-seed1 best-seed2)
+SELECTED=()
 while [ $# -gt 0 ]; do
     case "$1" in
-        --smoke) EPOCHS=1 N=512 DRAWS=4 INCEPTION_N=0 ;;
+        --smoke) EPOCHS=1 N=512 DRAWS=4 INCEPTION_N=0 MODELS=(vanilla fgan-kl wgan-gp msgan) ;;
         --epochs) EPOCHS=$2; shift ;;
         --dcgan-epochs) DCGAN_EPOCHS=$2; shift ;;
         -n) N=$2; shift ;;
@@ -33,48 +38,93 @@ while [ $# -gt 0 ]; do
         --out) OUT=$2; shift ;;
         --results) RESULTS=$2; shift ;;
         -h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-        *) echo "study.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+        -*) echo "study.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+        *) [[ " ${MODELS[*]} " == *" $1 "* ]] || { echo "study.sh: unknown model $1" >&2; exit 2; }
+           SELECTED+=("$1") ;;
     esac
     shift
 done
-RESULTS=${RESULTS:-$OUT/results.md}
+[ ${#SELECTED[@]} -gt 0 ] || SELECTED=("${MODELS[@]}")
+RESULTS=${RESULTS:-$(dirname "$OUT")/results.md}
 DCGAN_EPOCHS=${DCGAN_EPOCHS:-$EPOCHS}
+GP_EPOCHS=$(( EPOCHS * 3 / 2 > 1 ? EPOCHS * 3 / 2 : 1 ))
+JS_EPOCHS=$(( EPOCHS >= 10 ? 6 : 1 ))      # the reference recipe: KL after 6 epochs of JS
+KL_EPOCHS=$(( EPOCHS - JS_EPOCHS > 0 ? EPOCHS - JS_EPOCHS : 1 ))
 RUNS=$OUT/runs
 mkdir -p "$OUT"/{runs,samples,scores,grids,times}
-PRETRAIN=$(( EPOCHS >= 10 ? 5 : 1 ))      # the reference recipe: KL after 4-6 epochs of JS
-SWITCHED=$(( EPOCHS - PRETRAIN > 0 ? EPOCHS - PRETRAIN : 1 ))
-COMMON=(--seed 0 --precision "$PRECISION")
-FGAN=(--lr 2e-4 --betas 0.5,0.999 --d-weight-decay 1e-4 --clip-grad-norm 1)
-
 # shellcheck source=examples/lib.sh
 . "$(dirname "$0")/lib.sh"
 
-train vanilla "$EPOCHS" train vanilla "${COMMON[@]}" --epochs "$EPOCHS"
-train fgan-js "$EPOCHS" train fgan --div js "${FGAN[@]}" "${COMMON[@]}" --epochs "$EPOCHS"
-train fgan-js-pretrain "$PRETRAIN" pretrain "${FGAN[@]}" "${COMMON[@]}" --epochs "$PRETRAIN"
-train fgan-kl $(( PRETRAIN + SWITCHED )) resume "$RUNS/fgan-js-pretrain" --div kl --epochs "$SWITCHED"
-train wgan "$EPOCHS" train wgan "${COMMON[@]}" --epochs "$EPOCHS"
-train wgan-gp "$EPOCHS" train wgan-gp "${COMMON[@]}" --epochs "$EPOCHS"
-train msgan "$EPOCHS" train vanilla --ms-lambda 0.05 --d-dropout 0.3 "${COMMON[@]}" --epochs "$EPOCHS"
-train msgan-schedule "$EPOCHS" train vanilla --ms-lambda 0.05 --ms-step 0.01 --ms-every 10 --d-dropout 0.3 "${COMMON[@]}" --epochs "$EPOCHS"
-train dcgan-vanilla "$DCGAN_EPOCHS" train vanilla --arch dcgan "${COMMON[@]}" --epochs "$DCGAN_EPOCHS"
-
-ROWS=()
-for model in vanilla fgan-js fgan-kl wgan wgan-gp msgan msgan-schedule dcgan-vanilla; do
-    sample "$model" "$model"
+# MODEL: trained to its epochs. The MSGAN rows use the reference's knobs (lambda 0.05, D dropout
+# 0.3); `best` is gancli's recipe for the course MLP: JS 6 + KL 94 with the tool's defaults (R1 10),
+# the moving average, and lr decayed on a cosine to its floor over the KL epochs.
+train_model() {
+    local model=$1 seed=0
+    case $model in *-seed[0-9]) seed=${model##*-seed} ;; esac
+    local common=(--seed "$seed" --precision "$PRECISION" --ema 0.999)
     case $model in
-        # a critic estimates no density ratio, so no confidence threshold: keep its best-scored half
-        wgan*) sample "$model+top" "$model" --keep-top 0.5; ROWS+=("$model" "$model+top") ;;
-        *) sample "$model+reject" "$model" --reject 0.6; ROWS+=("$model" "$model+reject") ;;
+        vanilla*) train "$model" "$EPOCHS" train vanilla "${common[@]}" --epochs "$EPOCHS" ;;
+        fgan-js) train "$model" "$EPOCHS" train fgan --div js "${common[@]}" --epochs "$EPOCHS" ;;
+        fgan-kl|best*)
+            train "$model-js" "$JS_EPOCHS" train fgan --div js "${common[@]}" --epochs "$JS_EPOCHS"
+            local decay=(); [[ $model == best* ]] && decay=(--lr-decay cosine)
+            train "$model" $(( JS_EPOCHS + KL_EPOCHS )) resume "$RUNS/$model-js" --div kl "${decay[@]}" --epochs "$KL_EPOCHS" ;;
+        wgan) train "$model" "$EPOCHS" train wgan "${common[@]}" --epochs "$EPOCHS" ;;
+        wgan-gp) train "$model" "$GP_EPOCHS" train wgan-gp "${common[@]}" --epochs "$GP_EPOCHS" ;;
+        msgan) train "$model" "$EPOCHS" train vanilla --ms-lambda 0.05 --d-dropout 0.3 "${common[@]}" --epochs "$EPOCHS" ;;
+        msgan-schedule) train "$model" "$EPOCHS" train vanilla --ms-lambda 0.05 --ms-step 0.01 --ms-every 10 \
+            --d-dropout 0.3 "${common[@]}" --epochs "$EPOCHS" ;;
+        dcgan) train "$model" "$DCGAN_EPOCHS" train vanilla --arch dcgan "${common[@]}" --epochs "$DCGAN_EPOCHS" ;;
     esac
-done
-sample "msgan+reject+mix" msgan --reject 0.6 --mix
-ROWS+=("msgan+reject+mix")
+}
 
-for row in "${ROWS[@]}"; do
-    score "$row" mnist
-    [ "$INCEPTION_N" -gt 0 ] && score "$row" inception "$INCEPTION_N"
+# MODEL -> its rows: the moving average, the raw generator, calibrated rejection at 0.6; the seed
+# repeats only the first and the last; WGAN-GP adds calibrated DRS (the course's best entry), MSGAN
+# the reference's final recipe (rejection 0.6 and latent mixing), and the f-GAN JS, vanilla and best
+# rows rejection through the uncalibrated discriminator, to show what calibration changes.
+rows() {
+    local model=$1
+    case $model in *-seed[0-9]) echo "$model $model+reject"; return ;; esac
+    echo "$model $model+raw $model+reject"
+    case $model in
+        wgan-gp) echo "$model+drs" ;;
+        msgan) echo "$model+reject+mix" ;;
+        vanilla|fgan-js|best) echo "$model+reject-uncalibrated" ;;
+    esac
+}
+
+# ROW from MODEL: its images (a row's suffixes pick the generator, the checkpoint and the rejection)
+sample_row() {
+    local row=$1 model=$2 calibrated=$2/checkpoint-calibrated.safetensors
+    case ${row#"$model"} in
+        "") sample "$row" "$model" ;;
+        +raw) sample "$row" "$model" --raw-generator ;;
+        +reject) sample "$row" "$calibrated" --reject 0.6 ;;
+        +reject-uncalibrated) sample "$row" "$model" --reject 0.6 ;;
+        +drs) sample "$row" "$calibrated" --reject-method drs ;;
+        +reject+mix) sample "$row" "$calibrated" --reject 0.6 --mix ;;
+    esac
+}
+
+report() {
+    local all=()
+    for model in "${MODELS[@]}"; do read -ra found <<< "$(rows "$model" | tr '\n' ' ')"; all+=("${found[@]}"); done
+    python "$(dirname "$0")/results_table.py" "$OUT" "$RESULTS" --epochs "$EPOCHS" --dcgan-epochs "$DCGAN_EPOCHS" \
+        -n "$N" --inception-n "$INCEPTION_N" --precision "$PRECISION" "${all[@]}"
+}
+
+for model in "${SELECTED[@]}"; do
+    train_model "$model"
+    [ -f "$RUNS/$model/checkpoint.safetensors" ] || { report; continue; }
+    calibrate "$model"
+    for row in $(rows "$model"); do
+        sample_row "$row" "$model"
+        score "$row" mnist
+        [ "$INCEPTION_N" -gt 0 ] && score "$row" inception "$INCEPTION_N"
+    done
+    report
 done
+
 if [ "$INCEPTION_N" -gt 0 ] && [ ! -f "$OUT/scores/real-floor.inception.json" ]; then
     say "real-data floor: MNIST train against MNIST test"
     gan score mnist --ref mnist:test --features inception -n "$INCEPTION_N" --precision "$PRECISION" --json \
@@ -85,7 +135,5 @@ if [ ! -f "$OUT/scores/real-floor.mnist.json" ]; then
     gan score mnist --ref mnist:test --features mnist -n "$N" --json > "$OUT/scores/real-floor.mnist.json.partial"
     mv "$OUT/scores/real-floor.mnist.json.partial" "$OUT/scores/real-floor.mnist.json"
 fi
-
-python "$(dirname "$0")/results_table.py" "$OUT" "$RESULTS" --epochs "$EPOCHS" --dcgan-epochs "$DCGAN_EPOCHS" -n "$N" \
-    --inception-n "$INCEPTION_N" --precision "$PRECISION" "${ROWS[@]}"
+report
 say "wrote $RESULTS"

@@ -10,7 +10,7 @@ import pytest
 from tests.conftest import gan_env, synthetic_images, write_idx
 
 ROOT = Path(__file__).resolve().parents[1]
-MODELS = ("vanilla", "fgan-js", "fgan-kl", "wgan", "wgan-gp", "msgan", "msgan-schedule", "dcgan-vanilla")
+MODELS = ("vanilla", "fgan-kl", "wgan-gp", "msgan")
 
 
 def example(script: str, *args, cwd: Path, data: Path, env=None):
@@ -34,15 +34,20 @@ def smoke(tmp_path_factory):
 
 
 def test_smoke_study_writes_a_row_per_model_and_sampling(smoke):
-    table = (smoke / "out" / "results.md").read_text()
-    rows = {line.split(" | ")[0][3:-1]: line.split(" | ") for line in table.splitlines() if line.startswith("| `")}
+    table = (smoke / "results.md").read_text()
+    main = table.split("## Over seeds")[0]
+    rows = {line.split(" | ")[0][3:-1]: line.split(" | ") for line in main.splitlines() if line.startswith("| `")}
     for model in MODELS:
         assert float(rows[model][3]) >= 0 and (smoke / "out" / "grids" / f"{model}.png").stat().st_size > 0
-        if model.startswith("wgan"):  # the best-scored half: always N images
-            assert float(rows[f"{model}+top"][3]) >= 0
-        else:  # a 1-epoch discriminator may reject every draw at 0.6: the row then says so, the study goes on
-            assert rows[f"{model}+reject"][3] or "accepted" in rows[f"{model}+reject"][2]
-    assert "| `msgan+reject+mix` |" in table and "real-data floor" in table
+        assert float(rows[f"{model}+raw"][3]) >= 0 and rows[model][11] == ("2" if model == "fgan-kl" else "1")
+        assert rows[f"{model}+raw"][3] != rows[model][3]  # the moving average is another generator
+        # a 1-epoch discriminator may reject every draw at 0.6: the row then says so, the study goes on
+        assert rows[f"{model}+reject"][3] or "accepted" in rows[f"{model}+reject"][2]
+        calibrated = smoke / "out" / "runs" / model / "checkpoint-calibrated.safetensors"
+        assert calibrated.is_file() and f"| `{model}` | " in table.split("## Calibration")[1]
+    for row in ("wgan-gp+drs", "msgan+reject+mix", "vanilla+reject-uncalibrated"):
+        assert row in rows
+    assert "real-data floor" in table
     assert (smoke / "out" / "runs" / "fgan-kl" / "checkpoint.safetensors").is_file()
 
 
@@ -53,14 +58,15 @@ def test_smoke_study_is_restartable(smoke):
     score = (out / "scores" / "vanilla.mnist.json").read_text()
     (out / "samples" / "vanilla.safetensors").unlink()
     (out / "scores" / "vanilla.mnist.json").unlink()
-    os.utime(out / "runs" / "wgan" / "checkpoint.safetensors")
+    os.utime(out / "runs" / "wgan-gp" / "checkpoint.safetensors")
     checkpoints = {m: (out / "runs" / m / "checkpoint.safetensors").stat().st_mtime_ns for m in MODELS}
     kept = (out / "samples" / "msgan.safetensors").stat().st_mtime_ns
     result = study(out, smoke / "mnist")
     assert result.returncode == 0, result.stderr.decode()[-3000:]
     log = result.stderr.decode()
     assert "gan train" not in log and "resuming" not in log and "msgan: sampling" not in log
-    for row in ("vanilla", "wgan", "wgan+top"):
+    assert "wgan-gp: calibrating" in log and "vanilla: calibrating" not in log
+    for row in ("vanilla", "wgan-gp", "wgan-gp+drs"):
         assert f"== {row}: sampling" in log and f"== {row}: scoring with mnist" in log
     assert {m: (out / "runs" / m / "checkpoint.safetensors").stat().st_mtime_ns for m in MODELS} == checkpoints
     assert (out / "samples" / "msgan.safetensors").stat().st_mtime_ns == kept
