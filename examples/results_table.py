@@ -127,6 +127,7 @@ def main() -> None:
     parser.add_argument("-n", type=int, required=True)
     parser.add_argument("--inception-n", type=int, required=True)
     parser.add_argument("--precision", required=True)
+    parser.add_argument("--inception-precision", required=True)
     parser.add_argument("rows", nargs="+")
     args = parser.parse_args()
 
@@ -144,9 +145,10 @@ def main() -> None:
         "# Results: the reference study at its own budget",
         "",
         f"Written by `examples/study.sh --epochs {args.epochs} --dcgan-epochs {args.dcgan_epochs} -n {args.n} "
-        f"--inception-n {args.inception_n} --precision {args.precision}` (rows trained so far; the script is "
-        "restartable). Every model: the course's MLP (100-256-512-1024-784), batch 64, seed 0 unless the row says "
-        f"seedK, {args.epochs} epochs (WGAN-GP {max(args.epochs * 3 // 2, 1)}, as the reference), the tool's defaults "
+        f"--inception-n {args.inception_n} --precision {args.precision} --inception-precision "
+        f"{args.inception_precision}` (rows trained so far; the script is restartable). Every model: the course's "
+        f"MLP (100-256-512-1024-784), {args.precision} training, batch 64, seed 0 unless the row says seedK, "
+        f"{args.epochs} epochs (WGAN-GP {max(args.epochs * 3 // 2, 1)}, as the reference), the tool's defaults "
         f"otherwise, a moving average of G (`--ema 0.999`); `dcgan`: the DCGAN, {args.dcgan_epochs} epochs. "
         "`fgan-kl`: JS for 6 epochs, then `gan resume --div kl`. `best`: gancli's recipe for the course MLP, the same "
         "with `--lr-decay cosine` over the KL epochs. MSGAN rows: `--ms-lambda 0.05 --d-dropout 0.3` (the reference's).",
@@ -158,7 +160,8 @@ def main() -> None:
         "ratio, `+mix` latents between two random ones.",
         "",
         f"FID (Inception) compares {args.inception_n} generated images with the first {args.inception_n} MNIST test "
-        f"images (TF-2015 FID Inception, {args.precision}); FID (MNIST) compares {args.n} with {args.n} on the shipped "
+        f"images (TF-2015 FID Inception, `--precision {args.inception_precision}`: the JSON's extractor says "
+        f"bf16 where it ran under bf16 autocast); FID (MNIST) compares {args.n} with {args.n} on the shipped "
         f"classifier's features. Precision, recall, density and coverage (k=3) and KID are on {features}. `best "
         "epoch` is the lowest FID of the per-epoch evaluation (2,000 vs 2,000 on the MNIST classifier's features) and "
         "its epoch. FIDs from other protocols are not comparable: the reference numbers came from 10,000 PNGs on the "
