@@ -10,7 +10,7 @@
 # Restartable: a step whose output exists (and is newer than its input) is skipped, and a training
 # interrupted at any moment is continued bit-exactly by `gan resume`. Run it again after any stop.
 #
-#   export GANCLI_DATA=../shared/data/mnist GANCLI_INCEPTION_WEIGHTS=...   # see the README
+#   export GANCLI_DATA=../shared/data/mnist    # the Inception weights: the `inception` extra (README)
 #   examples/study.sh                            # everything: about 12 hours on 2 CPU cores
 #   OMP_NUM_THREADS=1 examples/study.sh vanilla fgan-js wgan &     # models in parallel: two workers,
 #   OMP_NUM_THREADS=1 examples/study.sh fgan-kl best wgan-gp       # one core each

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -44,6 +45,15 @@ def calibration_map(meta: dict) -> tuple[float, float] | None:
     if not (math.isfinite(a) and math.isfinite(b)):
         raise GancliError("the checkpoint's calibration is not finite", "calibrate it again with `gan calibrate`")
     return a, b
+
+
+def stored_calibration(meta: dict, path: Path, used: bool, notify: Callable[[str], None]) -> tuple[float, float] | None:
+    """The checkpoint's calibration (`gan calibrate`), said to `notify` when rejection uses it."""
+    found = calibration_map(meta)
+    if found is not None and used:
+        ece = meta["calibration"].get("ece_after", float("nan"))
+        notify(f"rejection uses the calibration stored in {path} (ECE {ece:.3f} on held-out images)")
+    return found
 
 
 def log_ratio_fn(config: TrainConfig, calibration: tuple[float, float] | None = None) -> Callable[[torch.Tensor], torch.Tensor]:

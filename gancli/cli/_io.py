@@ -14,6 +14,11 @@ from gancli.errors import GancliError, TrainingInterrupted
 console = Console(stderr=True)
 
 
+def say(message: str) -> None:
+    """One line on stderr, as written (no markup colouring)."""
+    console.print(message, highlight=False)
+
+
 def _fail(command: str, message: str, code: int) -> typer.Exit:
     # A plain write: rich would wrap a long message over several lines.
     sys.stderr.write(f"gan {command}: {message}\n")

@@ -59,7 +59,7 @@ def calibrate(
     config, G, D, _ = load_models(path, device, (tensors, meta), raw_generator=raw_generator)
     dev = resolve_device(device)
     real = load_images(ref, data_dir)[:n]
-    fake = generate(config, G, D, len(real), seed, batch_size, dev)
+    fake = generate(config, G, D, len(real), seed=seed, batch_size=batch_size, device=dev)
     result = fit(config, score_images(config, D, real, batch_size, dev), fake.score)
     averaged = not raw_generator and has_moving_average(tensors)
     result |= {"reference": ref, "seed": seed, "generator": "moving average" if averaged else "raw", "source": str(path)}

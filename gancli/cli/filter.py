@@ -6,9 +6,9 @@ from typing import Annotated
 
 import typer
 
-from gancli.cli._io import binary_output, console, user_errors
+from gancli.cli._io import binary_output, console, say, user_errors
 from gancli.cli.options import DataDir, Device, KeepTop, Output, PassBatch, Reject, Runs, Source
-from gancli.cli.sample import stored_calibration, write_output
+from gancli.cli.sample import write_output
 from gancli.errors import GancliError
 
 Opt = typer.Option
@@ -33,6 +33,7 @@ def filter_images(
       gan filter generated/ --ckpt runs/x --keep-top 0.8 -o kept/
       gan filter mnist:test --keep-top 0.1 -o least_fake.safetensors
     """
+    from gancli.calibration import stored_calibration
     from gancli.data import load_samples
     from gancli.runs import resolve_checkpoint
     from gancli.sampling import score_images, threshold_accept, top_fraction
@@ -43,7 +44,7 @@ def filter_images(
     dest = binary_output(output)
     path = resolve_checkpoint(ckpt, runs)
     config, _, D, meta = load_models(path, device)
-    accept = threshold_accept(config, reject, stored_calibration(meta, path, used=True)) if reject is not None else None
+    accept = threshold_accept(config, reject, stored_calibration(meta, path, True, say)) if reject is not None else None
     samples = load_samples(source, data_dir)
     samples.score = score_images(config, D, samples.images, batch_size, resolve_device(device))
     keep = accept(samples.score).nonzero().squeeze(1) if accept else top_fraction(samples.score, keep_top)

