@@ -6,27 +6,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 
-from results_table import number, read_json, training_note
+from results_table import best_evaluated, last_record, number, read_json, training_note
 
 PARENTS = {"js6-kl": "js6"}
-
-
-def last_record(runs: Path, row: str) -> dict:
-    log = runs / row / "log.jsonl"
-    lines = log.read_text().splitlines() if log.is_file() else []
-    return json.loads(lines[-1]) if lines else {}
-
-
-def best_evaluated(runs: Path, row: str) -> str:
-    """The lowest per-epoch FID of the run's log (2,000 vs 2,000 images) and its epoch; empty before the evaluation existed."""
-    log = runs / row / "log.jsonl"
-    records = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
-    evaluated = [r for r in records if "fid" in r]
-    return "" if not evaluated else "{fid:.1f} @{epoch}".format(**min(evaluated, key=lambda r: r["fid"]))
 
 
 def row_line(out: Path, results: Path, row: str) -> str:
@@ -35,7 +20,10 @@ def row_line(out: Path, results: Path, row: str) -> str:
     inception = read_json(out / "scores" / f"{row}.inception.json")
     last = last_record(out / "runs", model)
     grid = out / "grids" / f"{row}.png"
+    failed = out / "samples" / f"{row}.failed"
     picture = f'<img src="{os.path.relpath(grid, results.parent)}" width="112">' if grid.is_file() else ""
+    if failed.is_file():  # the discriminator rejected (nearly) every draw: the reason instead of a picture
+        picture = failed.read_text().strip().replace("|", "/")
     accuracy = f"{last['d_acc_real']:.2f} / {last['d_acc_fake']:.2f}" if "d_acc_real" in last else ""
     cells = [f"`{row}`", picture, number(mnist, "fid"), number(mnist, "precision"), number(mnist, "recall"),
              "" if mnist is None else f"{mnist['classes_present']}/10, KL {mnist['class_kl']:.3f}",
@@ -64,7 +52,8 @@ def main() -> None:
         "share of real and of fake images the discriminator got right (threshold f'(1) on g_f(v)). "
         "`training` names the epoch where the divergence guard stopped a run, if it did. `best epoch` is the lowest "
         "FID of the per-epoch evaluation (2,000 samples against 2,000 MNIST test images, so higher than the 10,000 "
-        "column) and its epoch; empty for rows trained before gancli had it.",
+        "column) and its epoch; empty for rows trained before gancli had it. `gan` and `js` train identically: "
+        "their g_f and f* differ by constants (Nowozin et al. 2016, table 2), so their gradients are the same.",
         "",
         f"`js6-kl`: the headline pipeline, `gan train fgan --div js --epochs 6` then `gan resume --div kl --epochs "
         f"{args.kl_epochs}`; its Inception FID compares {args.n} samples with the 10,000 MNIST test images "
