@@ -57,10 +57,10 @@ def describe(source: ImageSource) -> str:
 
 
 def dataset_of(source: ImageSource) -> str | None:
-    """The dataset a source names (`mnist:test` -> mnist), None for files, folders and tensors."""
-    from gancli.data import parse_dataset_name
+    """The dataset a source names (`mnist:test[:2000]` -> mnist), None for files, folders and tensors."""
+    from gancli.data import parse_dataset_name, split_slice
 
-    found = parse_dataset_name(source) if isinstance(source, str) else None
+    found = parse_dataset_name(split_slice(source)[0]) if isinstance(source, str) else None
     return found[0] if found else None
 
 

@@ -150,8 +150,8 @@ OBJECTIVE_DEFAULTS: dict[str, dict] = {
 
 
 def mnist_data(data: str) -> bool:
-    """Whether a run's --data is MNIST (either split): the per-epoch evaluation's classifier knows digits only."""
-    return data.split(":")[0] == "mnist"
+    """Whether a run's --data is MNIST (either split, any slice): the per-epoch evaluation's classifier knows digits only."""
+    return data.split("[")[0].split(":")[0] == "mnist"
 
 
 def make_config(objective: str, **overrides) -> TrainConfig:

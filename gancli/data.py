@@ -1,7 +1,8 @@
 """Image sources -> uint8 tensors [N, C, H, W].
 
 A source is a dataset name (`mnist`, `mnist:test`, `fashion-mnist`, ...), a folder of PNG/JPEG
-images, a `.safetensors` samples file, or `-` (a samples stream on stdin).
+images, a `.safetensors` samples file, or `-` (a samples stream on stdin); any of them followed by
+a slice, `SOURCE[:N]` or `SOURCE[A:B]`, is those of its images, in its own order.
 Datasets resolve from a local folder (`--data-dir` / GANCLI_DATA), then the cache folder
 (GANCLI_CACHE, default ~/.cache/gancli), then a torchvision download into the cache.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -23,6 +25,21 @@ from gancli.streams import Samples, read_samples
 DATASETS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "kmnist": "KMNIST"}
 SPLIT_PREFIX = {"train": "train", "test": "t10k"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
+
+
+SLICE = re.compile(r"(?P<source>.+)\[(?P<start>\d*):(?P<stop>\d*)\]")
+
+
+def split_slice(source: str) -> tuple[str, slice | None]:
+    """'mnist[:5000]' -> ('mnist', slice(None, 5000)): the first 5,000 images; a path that exists as
+    written is never taken for a slice."""
+    found = SLICE.fullmatch(source)
+    if found is None or Path(source).exists():
+        return source, None
+    start, stop = (int(found[key]) if found[key] else None for key in ("start", "stop"))
+    if start is not None and stop is not None and stop <= start:
+        raise GancliError(f"{source}: the slice [{start}:{stop}] is empty", "write [A:B] with B > A, or [:N]")
+    return found["source"], slice(start, stop)
 
 
 def cache_dir() -> Path:
@@ -136,6 +153,16 @@ def load_folder(folder: Path) -> torch.Tensor:
 
 def load_samples(source: str, data_dir: str | None = None) -> Samples:
     """Any image source (design note section 4) as Samples; provenance in `.meta`."""
+    whole, part = split_slice(source)
+    samples = _load_whole(whole, data_dir)
+    if part is None:
+        return samples
+    if (part.start or 0) >= len(samples):
+        raise GancliError(f"{source}: {whole} holds {len(samples)} images", "slice within them")
+    return samples.select(torch.arange(len(samples))[part])
+
+
+def _load_whole(source: str, data_dir: str | None) -> Samples:
     if source == "-":
         if sys.stdin.isatty():
             raise GancliError("no input: stdin is a terminal", "pipe a samples stream in, or name a file, folder or dataset")
@@ -148,7 +175,7 @@ def load_samples(source: str, data_dir: str | None = None) -> Samples:
     if path.is_file():
         return read_samples(path.read_bytes(), str(path))
     raise GancliError(f"no such file, folder or dataset: {source!r}",
-                      f"datasets: {', '.join(DATASETS)} (add :test for the test split)")
+                      f"datasets: {', '.join(DATASETS)} (add :test for the test split, [:N] for the first N images)")
 
 
 def load_images(source: str, data_dir: str | None = None) -> torch.Tensor:

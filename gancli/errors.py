@@ -1,4 +1,4 @@
-"""The one user-facing error type; the CLI turns it into `gan <cmd>: error: ...` and exit 1."""
+"""The user-facing outcomes that are not success: an error (exit 1), Ctrl-C (130), a quality gate (3)."""
 
 
 class GancliError(Exception):
@@ -19,3 +19,12 @@ class TrainingInterrupted(Exception):
     def __init__(self, checkpoint):
         super().__init__(f"interrupted; resumable checkpoint at {checkpoint}")
         self.checkpoint = checkpoint
+
+
+class QualityFailed(Exception):
+    """A result that misses a quality gate or regressed past a tolerance, raised after the result
+    was printed; the CLI exits 3, which CI scripts tell from an error (1) and a usage error (2)."""
+
+    def __init__(self, failures: list[str], what: str = "quality gate failed"):
+        super().__init__(f"{what}: {', '.join(failures)}")
+        self.failures = failures

@@ -3,7 +3,7 @@
 import typer
 
 from gancli import __version__
-from gancli.cli import calibrate, runs, sample, score, train
+from gancli.cli import calibrate, compare, runs, sample, score, train
 from gancli.cli import filter as filter_cmd
 
 app = typer.Typer(
@@ -24,6 +24,7 @@ COMMANDS = [
     ("interpolate", sample.interpolate),
     ("filter", filter_cmd.filter_images),
     ("score", score.score),
+    ("compare", compare.compare),
     ("calibrate", calibrate.calibrate),
     ("runs", runs.runs_table),
     ("plot", runs.plot),

@@ -9,7 +9,7 @@ import sys
 import typer
 from rich.console import Console
 
-from gancli.errors import GancliError, TrainingInterrupted
+from gancli.errors import GancliError, QualityFailed, TrainingInterrupted
 
 console = Console(stderr=True)
 
@@ -26,7 +26,8 @@ def _fail(command: str, message: str, code: int) -> typer.Exit:
 
 
 def user_errors(command: str):
-    """GancliError -> one line and exit 1; Ctrl-C -> exit 130; a closed pipe -> a quiet exit."""
+    """GancliError -> one line and exit 1; a missed quality gate -> one line and exit 3; Ctrl-C -> exit 130;
+    a closed pipe -> a quiet exit."""
 
     def wrap(fn):
         @functools.wraps(fn)
@@ -37,6 +38,8 @@ def user_errors(command: str):
                 if os.environ.get("GANCLI_DEBUG") == "1":
                     raise
                 raise _fail(command, f"error: {e}", 1) from None
+            except QualityFailed as e:
+                raise _fail(command, str(e), 3) from None
             except TrainingInterrupted as e:
                 raise _fail(command, f"interrupted: resumable checkpoint saved (continue with `gan resume {e.checkpoint}`)", 130) from None
             except KeyboardInterrupt:

@@ -35,7 +35,8 @@ POSITIVE = must(lambda v: v > 0, "above 0")
 
 
 # Image sources and destinations
-Source = Annotated[str, typer.Argument(help="- (stdin stream), samples file, image folder or dataset name (mnist, mnist:test, ...).")]
+Source = Annotated[str, typer.Argument(help="- (stdin stream), samples file, image folder or dataset name (mnist, mnist:test, ...); "
+                                              "SOURCE[:N] or SOURCE[A:B] takes those of its images.")]
 Checkpoint = Annotated[str | None, typer.Argument(help="Checkpoint or run folder \\[default: the latest run].")]
 Output = Annotated[str | None, Opt("-o", "--output",
     help="- (stdout stream), FILE.safetensors or a folder of PNGs \\[default: - when piped].")]
@@ -73,8 +74,8 @@ def _knob(kind, flag: str, text: str, panel: str = SCHEDULE_PANEL, **bounds):
 
 # The training knobs: parameter name -> option. Names are TrainConfig fields, except `lr` (both rates).
 KNOBS: dict[str, Any] = {
-    "data": _knob(str, "--data", "Dataset name (mnist, mnist:test, fashion-mnist, kmnist), image folder or samples file "
-                  "\\[default: mnist]."),
+    "data": _knob(str, "--data", "Dataset name (mnist, mnist:test, fashion-mnist, kmnist), image folder or samples file; "
+                  "SOURCE[:N] takes its first N images, e.g. mnist[:5000] \\[default: mnist]."),
     "batch_size": _knob(int, "--batch-size", "Images per training step \\[default: 64].", min=1),
     "seed": _knob(int, "--seed", "Seed of the run's randomness (fixed when the run starts) \\[default: 0]."),
     "precision": _knob(Literal[PRECISIONS], "--precision", "fp32 (default) or bf16 autocast: faster on CPUs with bf16, other numerics."),

@@ -9,7 +9,8 @@ from typing import Annotated, Literal
 import typer
 
 from gancli.cli._io import console, user_errors
-from gancli.cli.options import AsJson, DataDir, Device, PairCount, PassBatch, Reference, Source
+from gancli.cli.options import AsJson, DataDir, Device, PairCount, PassBatch, Reference, Source, must
+from gancli.errors import GancliError, QualityFailed
 
 Opt = typer.Option
 
@@ -28,6 +29,16 @@ def _table(result: dict) -> None:
         table.add_row("classes present", f"{result['classes_present']}/10")
         table.add_row("class KL from uniform", f"{result['class_kl']:.4f}")
     Console(file=sys.stdout).print(table)
+
+
+FRACTION = must(lambda v: 0 <= v <= 1, "in [0, 1]")
+GATES_PANEL = "Quality gates (exit 3 when one fails)"
+
+
+def _limits(**bounds: float | None) -> dict[str, float]:
+    """The gates given, keyed by the result's metric names."""
+    names = {"max_fid": "fid", "min_classes": "classes_present"}
+    return {names.get(option, option.removeprefix("min_")): bound for option, bound in bounds.items() if bound is not None}
 
 
 @user_errors("score")
@@ -50,14 +61,36 @@ def score(
     data_dir: DataDir = None,
     batch_size: PassBatch = None,
     device: Device = "auto",
+    max_fid: Annotated[float | None, Opt("--max-fid", min=0, help="Fail (exit 3) when FID is above this.",
+                                         rich_help_panel=GATES_PANEL)] = None,
+    min_precision: Annotated[float | None, Opt("--min-precision", callback=FRACTION, help="Fail when precision is below this.",
+                                           rich_help_panel=GATES_PANEL)] = None,
+    min_recall: Annotated[float | None, Opt("--min-recall", callback=FRACTION, help="Fail when recall is below this.",
+                                            rich_help_panel=GATES_PANEL)] = None,
+    min_density: Annotated[float | None, Opt("--min-density", min=0, help="Fail when density is below this.",
+                                             rich_help_panel=GATES_PANEL)] = None,
+    min_coverage: Annotated[float | None, Opt("--min-coverage", callback=FRACTION, help="Fail when coverage is below this.",
+                                          rich_help_panel=GATES_PANEL)] = None,
+    min_classes: Annotated[int | None, Opt("--min-classes", min=0, max=10,
+        help="Fail when fewer classes are present (the MNIST classifier's coverage).", rich_help_panel=GATES_PANEL)] = None,
 ):
     """Compare generated images with reference images (design note section 6).
+
+    With quality gates, the result is printed as usual, then a gate that fails ends the command
+    with exit 3 and one stderr line naming each failed gate (1 is an error, 2 a usage error).
 
     Examples:
       gan sample -n 10000 | gan score --json
       gan score samples.safetensors --features mnist
       gan score mnist --ref mnist:test --inception-weights pt_inception-2015-12-05-6726825d.pth
+      gan sample -n 2000 | gan score --features mnist -n 2000 --max-fid 60 --min-recall 0.3
     """
+    from gancli.quality import failed_gates
+
+    limits = _limits(max_fid=max_fid, min_precision=min_precision, min_recall=min_recall, min_density=min_density,
+                     min_coverage=min_coverage, min_classes=min_classes)
+    if "classes_present" in limits and features == "inception":
+        raise GancliError("--min-classes needs class predictions", "score with --features mnist (or auto on MNIST)")
     from rich.progress import Progress
 
     from gancli.api import score as compute
@@ -72,3 +105,6 @@ def score(
         print(json.dumps(result))
     else:
         _table(result)
+    failed = failed_gates(result, limits)
+    if failed:
+        raise QualityFailed(failed)
