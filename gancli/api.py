@@ -122,10 +122,11 @@ def sample(checkpoint: str | Path | None = None, n: int = 10000, seed: int = 0, 
            max_draws: int | None = None, mix: bool = False, truncation: float | None = None, best: bool = False,
            raw_generator: bool = False, runs: str | None = None, batch_size: int = 500, device: str = "auto",
            notify: Notify = quiet, on_progress: Callable[[int, int], None] | None = None) -> Samples:
-    """`n` images from a checkpoint or run folder (default: the latest run), with their latents and
-    discriminator scores; `reject` keeps draws whose confidence reaches it (`reject_method` drs:
-    Azadi et al. 2019), `keep_top` the best-scored fraction. A calibration stored by `gan calibrate`
-    is used for rejection. `on_progress(kept, drawn)` after every batch."""
+    """`n` images from a checkpoint or run folder (default: the latest run), with their latents,
+    discriminator scores and (`meta["drawn"]`) the number of draws they took; `reject` keeps draws
+    whose confidence reaches it (`reject_method` drs: Azadi et al. 2019), `keep_top` the
+    best-scored fraction. A calibration stored by `gan calibrate` is used for rejection.
+    `on_progress(kept, drawn)` after every batch."""
     from gancli.calibration import stored_calibration
     from gancli.runs import resolve_checkpoint
     from gancli.sampling import generate, make_acceptance
@@ -141,8 +142,8 @@ def sample(checkpoint: str | Path | None = None, n: int = 10000, seed: int = 0, 
                              batch_size=batch_size, device=dev, calibration=stored_calibration(meta, path, used, notify))
     samples = generate(config, G, D, n, seed=seed, batch_size=batch_size, device=dev, accept=accept, max_draws=max_draws,
                        mix=mix, truncation=truncation, keep_top=keep_top, on_progress=on_progress)
-    drawn = samples.meta.pop("drawn")
     if accept or keep_top:
+        drawn = samples.meta["drawn"]
         notify(f"accepted {len(samples)} of {drawn} draws ({len(samples) / drawn:.1%})")
     samples.meta |= {"source": str(path), "seed": seed, "reject": reject, "reject_method": reject_method,
                      "keep_top": keep_top, "mix": mix, "truncation": truncation, "objective": config.label}

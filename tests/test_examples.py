@@ -107,3 +107,20 @@ def test_divergences_example(smoke, tmp_path):
     _, meta = __import__("gancli.checkpoint", fromlist=["read_file"]).read_file(
         tmp_path / "d/runs/js6-kl/checkpoint.safetensors", "gan")
     assert meta["config"]["div"] == "kl" and meta["config"]["r1"] == 10 and not meta["config"]["spectral_norm"]
+
+
+def test_threshold_sweep_example(smoke, tmp_path):
+    """examples/threshold.py on the smoke study's vanilla run: a point per threshold and calibration,
+    each scored or saying why it could not be drawn, and the figure."""
+    import sys
+
+    result = subprocess.run([sys.executable, str(ROOT / "examples" / "threshold.py"), smoke / "out" / "runs" / "vanilla",
+                             "-n", "64", "--thresholds", "0.3,0.6", "-o", tmp_path], cwd=tmp_path, capture_output=True,
+                            env=gan_env(tmp_path, GANCLI_DATA=str(smoke / "mnist")), timeout=600)
+    assert result.returncode == 0, result.stderr.decode()[-3000:]
+    sweep = json.loads((tmp_path / "threshold.json").read_text())
+    assert sweep["no rejection"]["accepted"] == 1.0 and sweep["n"] == 64
+    for curve in ("as trained", "calibrated"):
+        assert [p["threshold"] for p in sweep[curve]] == [0.3, 0.6]
+        assert all(("fid" in p and 0 < p["accepted"] <= 1) or "accepted in" in p["failed"] for p in sweep[curve])
+    assert (tmp_path / "threshold.png").stat().st_size > 0
