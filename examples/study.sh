@@ -16,7 +16,7 @@
 #   OMP_NUM_THREADS=1 examples/study.sh fgan-kl best wgan-gp       # one core each
 #   examples/study.sh --smoke --out /tmp/smoke   # CI-sized: 1 epoch, 4 models, 512 images, MNIST features
 #
-# MODEL...: only these models (see MODELS below); default: all. Options: --epochs E (per model;
+# MODEL...: only these models (--list prints them; see MODELS below); default: all. Options: --epochs E (per model;
 # WGAN-GP trains E*3/2), --dcgan-epochs E (default E), -n N (images per sample), --draws D
 # (rejection gives up after D*N draws, default 100), --inception-n M (<= N; 0 skips Inception),
 # --precision fp32|bf16 (training, default fp32), --inception-precision auto|fp32|bf16 (default auto:
@@ -26,9 +26,10 @@ set -euo pipefail
 EPOCHS=100 DCGAN_EPOCHS= N=10000 DRAWS=100 INCEPTION_N=10000 TRAIN_PRECISION=fp32 PRECISION=auto OUT=examples/reference RESULTS=
 MODELS=(vanilla fgan-js fgan-kl wgan wgan-gp msgan msgan-schedule best dcgan
         vanilla-seed1 vanilla-seed2 best-seed1 best-seed2)
-SELECTED=()
+SELECTED=() LIST=0
 while [ $# -gt 0 ]; do
     case "$1" in
+        --list) LIST=1 ;;
         --smoke) EPOCHS=1 N=512 DRAWS=4 INCEPTION_N=0 MODELS=(vanilla fgan-kl wgan-gp msgan) ;;
         --epochs) EPOCHS=$2; shift ;;
         --dcgan-epochs) DCGAN_EPOCHS=$2; shift ;;
@@ -46,7 +47,9 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
-[ ${#SELECTED[@]} -gt 0 ] || SELECTED=("${MODELS[@]}")
+if [ "$LIST" = 1 ]; then printf '%s\n' "${MODELS[@]}"; exit 0; fi   # the one list: slurm/study.sbatch reads it
+WHOLE=0   # the whole study: it alone scores the real-data floor
+[ ${#SELECTED[@]} -gt 0 ] || { SELECTED=("${MODELS[@]}"); WHOLE=1; }
 RESULTS=${RESULTS:-$(dirname "$OUT")/results.md}
 DCGAN_EPOCHS=${DCGAN_EPOCHS:-$EPOCHS}
 GP_EPOCHS=$(( EPOCHS * 3 / 2 > 1 ? EPOCHS * 3 / 2 : 1 ))
@@ -127,6 +130,7 @@ for model in "${SELECTED[@]}"; do
     report
 done
 
+[ "$WHOLE" = 1 ] || exit 0   # a worker's models are done; the whole study's run adds the floor
 if [ "$INCEPTION_N" -gt 0 ] && [ ! -f "$OUT/scores/real-floor.inception.json" ]; then
     say "real-data floor: MNIST train against MNIST test"
     gan score mnist --ref mnist:test --features inception -n "$INCEPTION_N" --precision "$PRECISION" --json \

@@ -124,3 +124,22 @@ def test_threshold_sweep_example(smoke, tmp_path):
         assert [p["threshold"] for p in sweep[curve]] == [0.3, 0.6]
         assert all(("fid" in p and 0 < p["accepted"] <= 1) or "accepted in" in p["failed"] for p in sweep[curve])
     assert (tmp_path / "threshold.png").stat().st_size > 0
+
+
+def test_slurm_array_tasks_fill_the_study_layout(smoke, tmp_path):
+    """The array's per-task body for tasks 0 and 1, without Slurm: each trains and scores its model of
+    `study.sh --list` where study.sh looks, so that study.sh afterwards has nothing left to do for them."""
+    out = tmp_path / "out"
+    for task in (0, 1):
+        result = subprocess.run(["bash", str(ROOT / "examples" / "slurm" / "study.sbatch"), "--smoke", "--out", str(out)],
+                                cwd=tmp_path, capture_output=True, timeout=600,
+                                env=gan_env(tmp_path, GANCLI_DATA=str(smoke / "mnist"), SLURM_ARRAY_TASK_ID=str(task),
+                                            SLURM_SUBMIT_DIR=str(ROOT)))
+        assert result.returncode == 0, result.stderr.decode()[-3000:]
+    for model in ("vanilla", "fgan-kl"):  # the first two of `study.sh --smoke --list`
+        assert (out / "runs" / model / "checkpoint-calibrated.safetensors").is_file()
+        assert (out / "scores" / f"{model}.mnist.json").is_file() and (out / "scores" / f"{model}+raw.mnist.json").is_file()
+    assert not (out / "runs" / "wgan-gp").exists() and not (out / "scores" / "real-floor.mnist.json").exists()
+    again = example("study.sh", "--smoke", "--out", out, "vanilla", "fgan-kl", cwd=tmp_path, data=smoke / "mnist")
+    assert again.returncode == 0 and "== " not in again.stderr.decode()  # nothing trained, sampled or scored again
+    assert "| `fgan-kl` |" in (tmp_path / "results.md").read_text()
