@@ -83,8 +83,8 @@ train_model() {
     esac
 }
 
-# MODEL -> its rows: the moving average, the raw generator, calibrated rejection at 0.6; the seed
-# repeats only the first and the last; WGAN-GP adds calibrated DRS (the course's best entry), MSGAN
+# MODEL -> its rows: the moving average, the raw generator, calibrated rejection at 0.6 (a seed
+# repeat has the first and the last only); WGAN-GP adds calibrated DRS (the course's best entry), MSGAN
 # the reference's final recipe (rejection 0.6 and latent mixing), and the f-GAN JS, vanilla and best
 # rows rejection through the uncalibrated discriminator, to show what calibration changes.
 rows() {
