@@ -3,10 +3,15 @@
 The plain loop is written the usual way: torchvision MNIST + DataLoader + ToTensor/Normalize,
 a sigmoid discriminator with nn.BCELoss, separate D passes on real and fake. Both run in this
 process on the same real MNIST at batch 64, in turns (--rounds), so that the machine's drift
-over the minutes of the benchmark falls on every loop alike. Also reports the fraction of the machine's
-measured fp32 GEMM throughput that gancli reaches (~35 MFLOP per image per training step).
+over the minutes of the benchmark falls on every loop alike. gancli's loop reads its per-step
+scalars at the training loop's pace (training.READ_EVERY: every step on a CPU, every 32nd on a GPU).
 
-    GANCLI_DATA=../shared/data/mnist python benchmarks/train_speed.py [--steps 400] [--rounds 6]
+On a CPU it also reports the fraction of the machine's measured fp32 GEMM throughput that gancli
+reaches (~35 MFLOP per image per training step); on a GPU (--device cuda), the fraction of the
+wall time the GPU spends in kernels during gancli's steps (torch.profiler): near 1 when the host
+keeps the GPU fed, low when it waits on the host.
+
+    GANCLI_DATA=../shared/data/mnist python benchmarks/train_speed.py [--steps 400] [--rounds 6] [--device cuda]
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from torch import nn
 from gancli.config import make_config
 from gancli.data import load_images, resolve_idx
 from gancli.models import to_unit_range
-from gancli.training import new_state, train_step
+from gancli.training import READ_EVERY, ScalarReader, new_state, train_step
 
 FLOP_PER_IMAGE_STEP = 35e6
 
@@ -42,16 +47,27 @@ def gemm_gflops(size: int = 1024, repeats: int = 30) -> float:
     return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
-def gancli_loop(images: torch.Tensor, batch: int, objective: str = "vanilla", **options) -> Callable[[int], None]:
-    """steps -> trains that many more steps of gancli's loop."""
-    state = new_state(make_config(objective, batch_size=batch, **options))
-    order, per_epoch, done = torch.randperm(images.shape[0]), images.shape[0] // batch, [0]
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def gancli_loop(images: torch.Tensor, batch: int, objective: str = "vanilla", device: str = "cpu",
+                **options) -> Callable[[int], None]:
+    """steps -> trains that many more steps of gancli's loop (the data on the device as uint8, as training keeps it)."""
+    state = new_state(make_config(objective, batch_size=batch, **options), device)
+    images = images.to(state.device)
+    order, per_epoch, done = torch.randperm(images.shape[0], device=state.device), images.shape[0] // batch, [0]
+    reader = ScalarReader(state.world, READ_EVERY.get(state.device.type, 1))
 
     def run(steps: int) -> None:
-        for _ in range(steps):
+        for k in range(steps):
             i = done[0] % per_epoch
-            train_step(state, to_unit_range(images[order[i * batch:(i + 1) * batch]]), 0.0)
+            reader.add(state.step, train_step(state, to_unit_range(images[order[i * batch:(i + 1) * batch]]), 0.0))
+            if reader.due(k == steps - 1):
+                reader.read()
             done[0] += 1
+        synchronize(state.device)
 
     return run
 
@@ -86,8 +102,8 @@ def torchvision_root() -> Path:
     return root
 
 
-def plain_loop(root: Path, batch: int) -> Callable[[int], None]:
-    """steps -> trains that many more steps of the usual torchvision + DataLoader loop."""
+def plain_loop(root: Path, batch: int, device: str = "cpu") -> Callable[[int], None]:
+    """steps -> trains that many more steps of the usual torchvision + DataLoader loop (batches moved to the device)."""
     from torch.utils.data import DataLoader
     from torchvision import datasets, transforms
 
@@ -99,16 +115,17 @@ def plain_loop(root: Path, batch: int) -> Callable[[int], None]:
                       nn.Linear(1024, 784), nn.Tanh())
     D = nn.Sequential(nn.Linear(784, 1024), lrelu(), nn.Linear(1024, 512), lrelu(), nn.Linear(512, 256), lrelu(),
                       nn.Linear(256, 1), nn.Sigmoid())
+    G, D = G.to(device), D.to(device)
     opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
     bce = nn.BCELoss()
     batches = (x for _ in itertools.count() for x, _ in loader)
-    ones, zeros = torch.ones(batch, 1), torch.zeros(batch, 1)
+    ones, zeros = torch.ones(batch, 1, device=device), torch.zeros(batch, 1, device=device)
 
     def run(steps: int) -> None:
         for _ in range(steps):
-            x = next(batches).view(-1, 784)
-            fake = G(torch.randn(batch, 100))
+            x = next(batches).view(-1, 784).to(device)
+            fake = G(torch.randn(batch, 100, device=device))
             opt_d.zero_grad()
             loss_d = bce(D(x), ones) + bce(D(fake.detach()), zeros)
             loss_d.backward()
@@ -117,8 +134,23 @@ def plain_loop(root: Path, batch: int) -> Callable[[int], None]:
             loss_g = bce(D(fake), ones)
             loss_g.backward()
             opt_g.step()
+        synchronize(torch.device(device))
 
     return run
+
+
+def kernel_fraction(run: Callable[[int], None], steps: int) -> float:
+    """The share of `steps` steps' wall time the GPU spends in kernels (torch.profiler's device time)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    run(20)
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        start = time.perf_counter()
+        run(steps)
+        wall = time.perf_counter() - start
+    busy_us = sum(getattr(e, "self_device_time_total", 0) for e in prof.key_averages()
+                  if str(getattr(e, "device_type", "")).endswith("CUDA"))
+    return busy_us / 1e6 / wall
 
 
 def main() -> None:
@@ -126,29 +158,35 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=6, help="turns the steps are split into, taken loop by loop")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", 2)))
     images = load_images("mnist")
     root = torchvision_root()
     try:
-        b = args.batch_size
-        loops = {"plain DataLoader loop": plain_loop(root, b),
-                 "gancli vanilla": gancli_loop(images, b),
-                 "gancli vanilla --precision bf16": gancli_loop(images, b, precision="bf16"),
-                 "gancli vanilla --ema 0.999": gancli_loop(images, b, ema=0.999),
-                 "gancli fgan (defaults: R1 10)": gancli_loop(images, b, "fgan"),
-                 "gancli fgan --r1 0 (plain)": gancli_loop(images, b, "fgan", r1=0.0),
-                 "gancli fgan --spectral-norm --r1 0": gancli_loop(images, b, "fgan", spectral_norm=True, r1=0.0)}
+        b, dev = args.batch_size, args.device
+        loops = {"plain DataLoader loop": plain_loop(root, b, dev),
+                 "gancli vanilla": gancli_loop(images, b, device=dev),
+                 "gancli vanilla --precision bf16": gancli_loop(images, b, device=dev, precision="bf16"),
+                 "gancli vanilla --ema 0.999": gancli_loop(images, b, device=dev, ema=0.999),
+                 "gancli fgan (defaults: R1 10)": gancli_loop(images, b, "fgan", dev),
+                 "gancli fgan --r1 0 (plain)": gancli_loop(images, b, "fgan", dev, r1=0.0),
+                 "gancli fgan --spectral-norm --r1 0": gancli_loop(images, b, "fgan", dev, spectral_norm=True, r1=0.0)}
         speeds = images_per_s(loops, args.steps, b, args.rounds)
     finally:
         shutil.rmtree(root)
     plain = speeds["plain DataLoader loop"]
-    gflops = gemm_gflops()
-    reached = speeds["gancli vanilla"] * FLOP_PER_IMAGE_STEP / 1e9
-    print(f"threads {torch.get_num_threads()}, batch {b}, {args.steps} steps each in {args.rounds} turns")
+    where = torch.cuda.get_device_name() if dev == "cuda" else f"threads {torch.get_num_threads()}"
+    print(f"{where}, batch {b}, {args.steps} steps each in {args.rounds} turns")
     for name, speed in speeds.items():
         print(f"{name:36s}: {speed:6.0f} images/s, {speed / plain:.2f}x the plain loop")
-    print(f"fp32 GEMM (1024^3): {gflops:.1f} GFLOP/s; gancli vanilla reaches {reached:.1f} GFLOP/s = {reached / gflops:.0%}")
+    if dev == "cuda":
+        busy = kernel_fraction(loops["gancli vanilla"], min(args.steps, 200))
+        print(f"gancli vanilla: the GPU is in kernels {busy:.0%} of the wall time (torch.profiler)")
+    else:
+        gflops = gemm_gflops()
+        reached = speeds["gancli vanilla"] * FLOP_PER_IMAGE_STEP / 1e9
+        print(f"fp32 GEMM (1024^3): {gflops:.1f} GFLOP/s; gancli vanilla reaches {reached:.1f} GFLOP/s = {reached / gflops:.0%}")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ REFERENCE_FID = {
 }
 # a row's model is its name up to the first "+"; a run switched to KL (`gan resume --div kl`) counts
 # its JS pre-training's time too
-PRETRAINED = ("fgan-kl", "best")
+PRETRAINED = ("fgan-kl",)
 SEEDED = ("vanilla", "best")
 
 
@@ -150,8 +150,10 @@ def main() -> None:
         f"MLP (100-256-512-1024-784), {args.precision} training, batch 64, seed 0 unless the row says seedK, "
         f"{args.epochs} epochs (WGAN-GP {max(args.epochs * 3 // 2, 1)}, as the reference), the tool's defaults "
         f"otherwise, a moving average of G (`--ema 0.999`); `dcgan`: the DCGAN, {args.dcgan_epochs} epochs. "
-        "`fgan-kl`: JS for 6 epochs, then `gan resume --div kl`. `best`: gancli's recipe for the course MLP, the same "
-        "with `--lr-decay cosine` over the KL epochs. MSGAN rows: `--ms-lambda 0.05 --d-dropout 0.3` (the reference's).",
+        "`fgan-kl`: JS for 6 epochs, then `gan resume --div kl`. `fgan-kl-cosine`: the same with `--lr-decay cosine` "
+        "over the KL epochs. `best`: gancli's recipe for the course MLP, `gan train fgan --div squared-hellinger` "
+        "(the lowest FID of the divergences at 30 epochs, examples/divergences.md). "
+        "MSGAN rows: `--ms-lambda 0.05 --d-dropout 0.3` (the reference's).",
         "",
         f"Each row samples {args.n} images (seed 1): `M` from the moving average, `+raw` from the raw generator, "
         "`+reject` keeps draws whose calibrated discriminator confidence is at least 0.6 (`gan calibrate`, Platt "

@@ -200,9 +200,11 @@ def train(objective: str | TrainConfig = "vanilla", *, epochs: int | None = None
     """Train a new run and return its folder. `objective` is vanilla, fgan, wgan or wgan-gp with
     `options` named as TrainConfig's fields (div="kl", ema=0.999, lr_d=1e-4, ...), or a whole
     TrainConfig (options then override its fields). Ctrl-C raises TrainingInterrupted after saving
-    a resumable checkpoint."""
+    a resumable checkpoint. Under torchrun, every process calls it and they train the run together
+    (`distributed.joined`); each returns the run's folder."""
     from gancli.config import make_config, validate
     from gancli.data import load_images
+    from gancli.distributed import joined
     from gancli.runs import discarded_unless_saved, new_run_dir, runs_root
     from gancli.training import new_state
 
@@ -212,10 +214,11 @@ def train(objective: str | TrainConfig = "vanilla", *, epochs: int | None = None
         config = make_config(objective, epochs=epochs, **options)
     images = load_images(config.data, data_dir)
     config = validate(replace(config, image_shape=tuple(images.shape[1:])))
-    state = new_state(config, device)
-    run = new_run_dir(runs_root(runs), name, config.label)
-    with discarded_unless_saved(run, new=True):
-        _run_training(state, images, run, data_dir, callbacks)
+    with joined(device) as (world, device):
+        state = new_state(config, device, world)
+        run = world.on_main(lambda: new_run_dir(runs_root(runs), name, config.label))
+        with discarded_unless_saved(run, new=world.main):
+            _run_training(state, images, run, data_dir, callbacks)
     return run
 
 
@@ -226,14 +229,16 @@ def resume(checkpoint: str | Path | None = None, *, epochs: int | None = None, u
     itself, or a new child run when the objective changes (div=..., alpha=..., g_loss=...) or the
     checkpoint is not a run's latest. The rules are `training.resume_run`'s (`gan resume --help`)."""
     from gancli.data import load_images
+    from gancli.distributed import joined
     from gancli.runs import discarded_unless_saved, resolve_checkpoint
     from gancli.training import resume_run
 
-    resumed = resume_run(resolve_checkpoint(checkpoint, runs), options, epochs=epochs, until_epoch=until_epoch,
-                         runs=runs, name=name, device=device, reset_optimizer=reset_optimizer)
-    with discarded_unless_saved(resumed.run, new=resumed.child):
-        images = load_images(resumed.state.config.data, data_dir)
-        _run_training(resumed.state, images, resumed.run, data_dir, callbacks, resumed.notes)
+    with joined(device) as (world, device):
+        resumed = resume_run(resolve_checkpoint(checkpoint, runs), options, epochs=epochs, until_epoch=until_epoch,
+                             runs=runs, name=name, device=device, reset_optimizer=reset_optimizer, world=world)
+        with discarded_unless_saved(resumed.run, new=resumed.child and world.main):
+            images = load_images(resumed.state.config.data, data_dir)
+            _run_training(resumed.state, images, resumed.run, data_dir, callbacks, resumed.notes)
     return resumed.run
 
 
@@ -258,17 +263,21 @@ def _evaluator(config: TrainConfig, data_dir: str | None, device, new_run: bool,
 def _run_training(state, images: torch.Tensor, run: Path, data_dir: str | None, callbacks: Callbacks,
                   notes: list[str] = ()) -> None:
     """Check, then train. `notes` (what resume decided) reach `notify` only once the data and the
-    evaluation are known to work, so that a refused resume ends in its one error."""
+    evaluation are known to work, so that a refused resume ends in its one error. Under torchrun,
+    rank 0 alone evaluates and reports."""
     from gancli.runs import CHECKPOINT
     from gancli.training import check_data
     from gancli.training import train as train_loop
 
+    world = state.world
+    callbacks = callbacks if world.main else Callbacks()
     batches = check_data(state.config, images)
-    evaluate = _evaluator(state.config, data_dir, state.device, state.step == 0, callbacks.notify)
+    evaluate = _evaluator(state.config, data_dir, state.device, state.step == 0, callbacks.notify) if world.main else None
     for note in notes:
         callbacks.notify(note)
+    ranks = f", {world.size} processes of {state.config.batch_size // world.size} images a step" if world.size > 1 else ""
     callbacks.notify(f"run {run} ({state.config.label}, {state.config.arch}, {images.shape[0]} images, "
-                     f"epochs {state.epoch + 1}..{state.config.epochs}, device {state.device})")
+                     f"epochs {state.epoch + 1}..{state.config.epochs}, device {state.device}{ranks})")
     if callbacks.on_start:
         callbacks.on_start(state, run, batches)
     train_loop(state, images, run, on_step=callbacks.on_step, on_epoch=callbacks.on_epoch, evaluate=evaluate)

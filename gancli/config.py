@@ -69,6 +69,7 @@ class TrainConfig:
     lr_decay: str = "none"  # after the warm-up, towards lr_floor * lr by the end of the last configured epoch
     lr_floor: float = 0.0
     precision: str = "fp32"
+    sync_batch_norm: bool = False  # under torchrun, the DCGAN generator's batch norm over the global batch
     ema: float = 0.0  # decay of the moving average of G's weights that sampling uses; 0 off (training.ema_decay)
     # quality during training (evaluation.py): 0 off, as in checkpoints written before it; make_config
     # turns it on for MNIST data, the only data the shipped classifier's features mean something for
@@ -200,6 +201,8 @@ def validate(c: TrainConfig) -> TrainConfig:
            "weight decay, clipping, penalties, mode-seeking lambda and warm-up must be >= 0")
     _check(c.lr_decay in LR_DECAYS, f"unknown --lr-decay {c.lr_decay!r}", f"choose one of {', '.join(LR_DECAYS)}")
     _check(0.0 <= c.lr_floor <= 1.0, "--lr-floor is a fraction of the learning rate, in [0, 1]")
+    _check(not c.sync_batch_norm or c.arch == "dcgan", "--sync-batch-norm applies to --arch dcgan",
+           "the MLP has no batch norm")
     _check(0.0 <= c.ema < 1.0, "--ema is a decay in [0, 1)", "e.g. 0.999; 0 turns it off")
     _check(c.eval_every >= 0 and c.eval_n >= 2, "--eval-every must be >= 0 and --eval-n >= 2")
     _check(c.eval_every == 0 or mnist_data(c.data),

@@ -12,6 +12,9 @@ class GancliError(Exception):
     def __str__(self) -> str:
         return f"{self.message} ({self.hint})" if self.hint else self.message
 
+    def __reduce__(self):  # whole across processes (torchrun's ranks share rank 0's errors)
+        return type(self), (self.message, self.hint)
+
 
 class TrainingInterrupted(Exception):
     """Ctrl-C during training, raised after a resumable checkpoint was written."""

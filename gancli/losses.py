@@ -49,16 +49,15 @@ def zero_centred_penalty(v_real: torch.Tensor, inputs: torch.Tensor) -> torch.Te
     return grad[: len(v_real)].flatten(1).pow(2).sum(1).mean()
 
 
-def d_accuracy(config: TrainConfig, v_real: torch.Tensor, v_fake: torch.Tensor) -> tuple[float, float]:
+def d_accuracy(config: TrainConfig, v_real: torch.Tensor, v_fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Shares of real and fake images the discriminator gets right: real when g_f(v) > f'(1), i.e. the
     density-ratio estimate exceeds 1 (vanilla: v > 0); a WGAN critic, which has no threshold, is
     judged against the median of its outputs on the batch, real and fake together."""
     row = objective_divergence(config)
     if row is None:
         median = torch.cat([v_real, v_fake]).median()
-        return (v_real > median).float().mean().item(), (v_fake <= median).float().mean().item()
-    return ((row.activation(v_real) > row.threshold).float().mean().item(),
-            (row.activation(v_fake) <= row.threshold).float().mean().item())
+        return (v_real > median).float().mean(), (v_fake <= median).float().mean()
+    return (row.activation(v_real) > row.threshold).float().mean(), (row.activation(v_fake) <= row.threshold).float().mean()
 
 
 def mode_seeking(fake1: torch.Tensor, fake2: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:

@@ -4,6 +4,11 @@ Randomness comes from three sources, all saved in every checkpoint so that a run
 bit-exactly: `data_rng` draws each epoch's permutation (its state at the epoch's start is
 saved, so an interrupted epoch redraws the same order), `noise_rng` draws z and the
 gradient-penalty mixing weights, and torch's global generator drives dropout.
+
+Under torchrun (distributed.py) every rank draws the whole global batch's order and noise from
+the same generators and trains on its part, so that those do not depend on the number of
+ranks; dropout draws from each rank's own global generator, all of which the checkpoint keeps.
+Rank 0 alone writes; a checkpoint written by N ranks loads in one process.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import torch
 from gancli import checkpoint as ckpt
 from gancli import losses
 from gancli.config import LOCKED_FIELDS, TrainConfig, check_objective_options, mnist_data, validate
+from gancli.distributed import SINGLE, World, parallel
 from gancli.errors import GancliError, TrainingInterrupted
 from gancli.models import build_models, generate_images, to_unit_range
 from gancli.runs import (
@@ -45,6 +51,9 @@ from gancli.streams import save_png_grid
 GRID_SIZE = 64
 # Fields of a log record that measure the machine rather than the run.
 TIMING_FIELDS = ("seconds", "images_per_s", "eval_seconds")
+# Steps between reads of the per-step scalars, by device type (one host synchronisation each): on a
+# CPU a read costs nothing; on a GPU, 32 steps are about the progress bar's pace for the course MLP.
+READ_EVERY = {"cpu": 1, "cuda": 32}
 
 
 @dataclass
@@ -66,6 +75,14 @@ class TrainState:
     objective_start: int = 0  # the epoch the current objective started at (0, or a switch's): the warm-up counts from it
     G_ema: torch.nn.Module | None = None  # the moving average of G's weights (config.ema > 0)
     ema_updates: int = 0  # generator steps averaged into G_ema: its warm-up counts them
+    world: World = SINGLE  # the ranks training this run together (torchrun)
+    # what a training step calls: G and D wrapped in DistributedDataParallel over the ranks, or G and D
+    G_step: torch.nn.Module | None = None
+    D_step: torch.nn.Module | None = None
+
+    def __post_init__(self):
+        self.G_step = self.G if self.G_step is None else self.G_step
+        self.D_step = self.D if self.D_step is None else self.D_step
 
     @property
     def generator(self) -> torch.nn.Module:
@@ -74,11 +91,12 @@ class TrainState:
 
 
 def resolve_device(device: str) -> torch.device:
+    """auto, cpu, cuda or cuda:N (the GPU torchrun gives a rank) as a torch.device."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
+    if device.split(":")[0] == "cuda" and not torch.cuda.is_available():
         raise GancliError("--device cuda but no CUDA device is available", "use --device cpu or auto")
-    if device not in ("cpu", "cuda"):
+    if device != "cpu" and not (device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit())):
         raise GancliError(f"unknown device {device!r}", "use auto, cpu or cuda")
     return torch.device(device)
 
@@ -97,15 +115,44 @@ def _optimizers(config: TrainConfig, G, D):
             make_optimizer(config, D.parameters(), config.lr_d, config.d_weight_decay))
 
 
-def new_state(config: TrainConfig, device: str = "cpu") -> TrainState:
+def new_state(config: TrainConfig, device: str = "cpu", world: World = SINGLE) -> TrainState:
     dev = resolve_device(device)
     torch.manual_seed(config.seed)
     G, D = build_models(config)
     G, D = G.to(dev), D.to(dev)
+    if world.rank > 0:  # the same networks on every rank, then dropout masks of its own
+        torch.manual_seed(_rank_seed(config, world.rank))
     data_rng = torch.Generator().manual_seed(config.seed)
     noise_rng = torch.Generator().manual_seed(config.seed + 1)
-    return TrainState(config, G, D, *_optimizers(config, G, D), data_rng, noise_rng, data_rng.get_state(), dev,
-                      G_ema=_ema_of(G) if config.ema > 0 else None)
+    return _spread(TrainState(config, G, D, *_optimizers(config, G, D), data_rng, noise_rng, data_rng.get_state(), dev,
+                              G_ema=_ema_of(G) if config.ema > 0 else None), world)
+
+
+def _rank_seed(config: TrainConfig, rank: int) -> int:
+    """The seed of rank > 0's global generator (dropout); rank 0 draws as a one-process run does."""
+    return config.seed + 104729 * rank
+
+
+def _spread(state: TrainState, world: World) -> TrainState:
+    """Under torchrun, the global batch split over the ranks, and G and D wrapped in DistributedDataParallel
+    (with --sync-batch-norm, G's batch norm over the global batch)."""
+    if world.size == 1:
+        return state
+    if state.config.batch_size % world.size:
+        raise GancliError(f"--batch-size {state.config.batch_size} does not split evenly over {world.size} processes",
+                          f"the global batch is split: pass a multiple of {world.size}")
+    if state.config.sync_batch_norm:  # the new modules hold the same parameters: the optimizer keeps them
+        if state.device.type != "cuda":
+            raise GancliError("--sync-batch-norm needs one GPU per process (PyTorch's SyncBatchNorm)",
+                              "drop it on CPUs: each process then normalises its part of the batch")
+        state.G = torch.nn.SyncBatchNorm.convert_sync_batchnorm(state.G)
+    state.world, state.G_step, state.D_step = world, parallel(state.G, world), parallel(state.D, world)
+    return state
+
+
+def _rng_key(name: str, rank: int) -> str:
+    """A rank's global generator state in a checkpoint: rank 0's under the one-process name."""
+    return name if rank == 0 else f"{name}.rank{rank}"
 
 
 def _ema_of(G: torch.nn.Module) -> torch.nn.Module:
@@ -113,6 +160,13 @@ def _ema_of(G: torch.nn.Module) -> torch.nn.Module:
 
 
 def save_state(path: Path, state: TrainState) -> None:
+    """Every rank calls it (their global generators are gathered); rank 0 writes."""
+    generators = {"rng.torch": torch.get_rng_state()}
+    if state.device.type == "cuda":
+        generators["rng.cuda"] = torch.cuda.get_rng_state(state.device)
+    ranks = state.world.gather(generators)
+    if not state.world.main:
+        return
     tensors = {f"G.{k}": v for k, v in state.G.state_dict().items()}
     tensors |= {f"D.{k}": v for k, v in state.D.state_dict().items()}
     if state.G_ema is not None:
@@ -120,14 +174,12 @@ def save_state(path: Path, state: TrainState) -> None:
     opt_g, rest_g = ckpt.flatten_optimizer("opt.G", state.opt_g.state_dict())
     opt_d, rest_d = ckpt.flatten_optimizer("opt.D", state.opt_d.state_dict())
     tensors |= opt_g | opt_d
-    tensors |= {"rng.data": state.epoch_start_rng, "rng.noise": state.noise_rng.get_state(),
-                "rng.torch": torch.get_rng_state()}
-    if state.device.type == "cuda":
-        tensors["rng.cuda"] = torch.cuda.get_rng_state(state.device)
+    tensors |= {"rng.data": state.epoch_start_rng, "rng.noise": state.noise_rng.get_state()}
+    tensors |= {_rng_key(k, rank): v for rank, states in enumerate(ranks) for k, v in states.items()}
     meta = {"kind": "gan", "config": state.config.to_dict(), "epoch": state.epoch, "step": state.step,
             "batch_in_epoch": state.batch_in_epoch, "totals": state.totals, "parent": state.parent,
             "objective_start": state.objective_start, "ema_updates": state.ema_updates,
-            "optimizers": {"G": rest_g, "D": rest_d}}
+            "optimizers": {"G": rest_g, "D": rest_d}, "world_size": state.world.size}
     ckpt.atomic_write(path, ckpt.encode({k: v.cpu() for k, v in tensors.items()}, meta))
 
 
@@ -179,7 +231,7 @@ def _locked_changes(old: TrainConfig, changes: dict) -> list[str]:
 
 
 def load_state(path: Path, changes: dict | None = None, device: str = "cpu",
-               reset_optimizer: bool = False) -> tuple[TrainState, list[str]]:
+               reset_optimizer: bool = False, world: World = SINGLE) -> tuple[TrainState, list[str]]:
     """Continue from a checkpoint with schedule `changes`; notes say what was switched and kept.
 
     A changed objective continues from the exact step the checkpoint holds (mid-epoch after
@@ -203,7 +255,8 @@ def load_state(path: Path, changes: dict | None = None, device: str = "cpu",
         progress = {k: meta[k] for k in ("epoch", "step", "batch_in_epoch", "totals", "optimizers")}
         progress["objective_start"] = meta.get("objective_start", 0)
         progress["ema_updates"] = meta.get("ema_updates", 0)
-        counters = [progress[k] for k in ("epoch", "step", "batch_in_epoch", "objective_start", "ema_updates")]
+        progress["world_size"] = meta.get("world_size", 1)
+        counters = [progress[k] for k in ("epoch", "step", "batch_in_epoch", "objective_start", "ema_updates", "world_size")]
         if not all(type(c) is int and c >= 0 for c in counters) or not isinstance(progress["totals"], dict):
             raise ValueError("epoch, step and totals are not counters")
         if "batch_size" in changes and changes["batch_size"] != old_config.batch_size and progress["batch_in_epoch"]:
@@ -246,9 +299,16 @@ def load_state(path: Path, changes: dict | None = None, device: str = "cpu",
         data_rng, noise_rng = torch.Generator(), torch.Generator()
         data_rng.set_state(tensors["rng.data"])
         noise_rng.set_state(tensors["rng.noise"])
-        torch.set_rng_state(tensors["rng.torch"])
-        if dev.type == "cuda" and "rng.cuda" in tensors:
-            torch.cuda.set_rng_state(tensors["rng.cuda"], dev)
+        if _rng_key("rng.torch", world.rank) in tensors:
+            torch.set_rng_state(tensors[_rng_key("rng.torch", world.rank)])
+        else:  # a rank the checkpoint's run did not have
+            torch.manual_seed(_rank_seed(config, world.rank))
+        if dev.type == "cuda" and _rng_key("rng.cuda", world.rank) in tensors:
+            torch.cuda.set_rng_state(tensors[_rng_key("rng.cuda", world.rank)], dev)
+        if progress["world_size"] != world.size:
+            notes.append(f"trained on {progress['world_size']} process(es), continuing on {world.size}: the same data "
+                         "order and latents, but gradients are averaged in another order (and dropout draws differ), "
+                         "so not bit-exactly what the same number would have trained")
     except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
         # Weights matched their config, so what failed is the rest of a damaged or edited file.
         raise GancliError(f"{path}: the checkpoint's training state is unreadable ({type(e).__name__}: "
@@ -258,7 +318,7 @@ def load_state(path: Path, changes: dict | None = None, device: str = "cpu",
                        meta.get("parent"), progress["objective_start"], G_ema, progress["ema_updates"])
     if switched:
         state.parent, state.totals, state.objective_start = str(path), {}, state.epoch
-    return state, notes
+    return _spread(state, world), notes
 
 
 @dataclass
@@ -274,7 +334,7 @@ class Resumed:
 
 def resume_run(path: Path, changes: dict | None = None, *, epochs: int | None = None, until_epoch: int | None = None,
                runs: str | None = None, name: str | None = None, device: str = "cpu",
-               reset_optimizer: bool = False) -> Resumed:
+               reset_optimizer: bool = False, world: World = SINGLE) -> Resumed:
     """The resume rules, in one place.
 
     - In place: the same objective from a run's `checkpoint.safetensors` continues that run
@@ -291,7 +351,7 @@ def resume_run(path: Path, changes: dict | None = None, *, epochs: int | None = 
         raise GancliError("--epochs (more) and --until-epoch (in all) exclude each other", "give one")
     if (epochs is not None and epochs < 1) or (until_epoch is not None and until_epoch < 1):
         raise GancliError("--epochs and --until-epoch must be at least 1")
-    state, notes = load_state(path, changes, device, reset_optimizer)
+    state, notes = load_state(path, changes, device, reset_optimizer, world)
     switched = state.parent == str(path)  # load_state records the checkpoint as parent exactly when switching
     in_place = not switched and path.name == CHECKPOINT
     if not in_place and not switched:
@@ -309,41 +369,54 @@ def resume_run(path: Path, changes: dict | None = None, *, epochs: int | None = 
         if name is not None:
             raise GancliError(f"--name names a new run, and this resume continues {path.parent} in place",
                               "drop --name, or switch objective to start a child run")
-        truncate_log(path.parent, state.epoch)
+        world.on_main(lambda: truncate_log(path.parent, state.epoch))
         return Resumed(state, path.parent, False, False, notes)
     is_run_folder = path.name == CHECKPOINT or (path.parent / LOG).is_file()
     root = Path(runs) if runs else (path.parent.parent if is_run_folder else runs_root())
-    return Resumed(state, new_run_dir(root, name, state.config.label), switched, True, notes)
+    return Resumed(state, world.on_main(lambda: new_run_dir(root, name, state.config.label)), switched, True, notes)
 
 
-def _grad_norm(params, clip: float) -> float:
-    """Total gradient norm; with clip > 0, rescale grad <- C grad/||grad|| when ||grad|| >= C."""
+def _grad_norm(params, clip: float) -> torch.Tensor:
+    """Total gradient norm; with clip > 0, rescale grad <- C grad/||grad|| when ||grad|| >= C: a factor
+    min(1, C/||grad||), so that the device never waits on the host's test."""
     grads = [p.grad for p in params if p.grad is not None]
     norm = torch.nn.utils.get_total_norm(grads)
-    if clip > 0 and norm >= clip:
-        torch._foreach_mul_(grads, clip / norm)
-    return norm.item()
+    if clip > 0:
+        torch._foreach_mul_(grads, (clip / norm).clamp(max=1.0))
+    return norm
 
 
-def _diverged(state: TrainState, what: str, run: Path) -> GancliError:
-    """The guard's error; the run keeps the reason (for `gan runs`) until its next saved epoch."""
-    with contextlib.suppress(OSError):
-        (run / DIVERGED).write_text(json.dumps({"epoch": state.epoch + 1, "step": state.step, "reason": what}))
+def _diverged(state: TrainState, what: str, run: Path, step: int | None = None) -> GancliError:
+    """The guard's error at `step` (default: the last one); the run keeps the reason (for `gan runs`)
+    until its next saved epoch."""
+    step = state.step if step is None else step
+    if state.world.main:
+        with contextlib.suppress(OSError):
+            (run / DIVERGED).write_text(json.dumps({"epoch": state.epoch + 1, "step": step, "reason": what}))
     # a run stopped in its first epoch has no checkpoint of its own; a switched run's is its parent's
     last_good = run / CHECKPOINT if (run / CHECKPOINT).is_file() else state.parent
     kept = f"the last good checkpoint (epoch {state.epoch}) is {last_good}" if last_good else "no epoch had finished"
     return GancliError(
-        f"training diverged at epoch {state.epoch + 1}, step {state.step}: {what}; nothing was written, {kept}",
+        f"training diverged at epoch {state.epoch + 1}, step {step}: {what}; nothing was written, {kept}",
         "known cures: --r1 10 (fgan's default), --spectral-norm (at train time), JS pre-training (`gan pretrain`, "
         "then `gan resume --div ...`), a lower --lr, --clip-grad-norm 1, --d-weight-decay 1e-4",
     )
 
 
-def train_step(state: TrainState, real: torch.Tensor, ms_lambda: float) -> dict:
-    """One discriminator step, plus a generator step every n_critic steps. Returns the scalars."""
-    cfg, G, D = state.config, state.G, state.D
+def _global_draw(state: TrainState, draw: Callable[..., torch.Tensor], *shape: int) -> torch.Tensor:
+    """`draw` (torch.randn, torch.rand) of the whole global batch from noise_rng, this rank's rows, on the device."""
+    values = state.world.part(draw(state.config.batch_size, *shape, generator=state.noise_rng))
+    if state.device.type == "cuda":  # a copy from pageable memory would wait for the GPU's queue to drain
+        return values.pin_memory().to(state.device, non_blocking=True)
+    return values
+
+
+def train_step(state: TrainState, real: torch.Tensor, ms_lambda: float) -> dict[str, torch.Tensor]:
+    """One discriminator step on this rank's `real` images, plus a generator step every n_critic steps.
+    Returns the scalars as tensors on the device (reading them waits for it: see ScalarReader)."""
+    cfg, G, D = state.config, state.G_step, state.D_step
     batch = real.shape[0]
-    z = torch.randn(batch, cfg.z_dim, generator=state.noise_rng).to(state.device)
+    z = _global_draw(state, torch.randn, cfg.z_dim)
     g_turn = (state.step + 1) % cfg.n_critic == 0
     bf16 = torch.autocast(state.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
     with torch.set_grad_enabled(g_turn), bf16:
@@ -354,42 +427,43 @@ def train_step(state: TrainState, real: torch.Tensor, ms_lambda: float) -> dict:
         v = D(both).float()  # one pass over real and fake: larger, faster GEMMs
     v_real, v_fake = v[:batch], v[batch:]
     loss_d = losses.d_loss(cfg, v_real, v_fake)
-    out = {"d_loss": loss_d.item()}
+    out = {"d_loss": loss_d.detach()}
     out["d_acc_real"], out["d_acc_fake"] = losses.d_accuracy(cfg, v_real.detach(), v_fake.detach())
     if r1_turn:
         loss_d = loss_d + cfg.r1 / 2 * cfg.r1_every * losses.zero_centred_penalty(v_real, both)
     if cfg.objective in losses.WASSERSTEIN:
         out["wasserstein"] = -out["d_loss"]
     if cfg.gp_lambda > 0:
-        eps = torch.rand(batch, 1, 1, 1, generator=state.noise_rng).to(state.device)
-        with bf16:
-            loss_d = loss_d + cfg.gp_lambda * losses.gradient_penalty(D, real, fake.detach().float(), eps)
+        eps = _global_draw(state, torch.rand, 1, 1, 1)
+        with bf16:  # D's own module: a second pass through the parallel wrapper before one backward is not needed
+            loss_d = loss_d + cfg.gp_lambda * losses.gradient_penalty(state.D, real, fake.detach().float(), eps)
     state.opt_d.zero_grad(set_to_none=True)
-    loss_d.backward()
-    out["grad_norm_d"] = _grad_norm(list(D.parameters()), cfg.clip_grad_norm)
+    loss_d.backward()  # under torchrun, D's gradients are averaged over the ranks here
+    out["grad_norm_d"] = _grad_norm(list(state.D.parameters()), cfg.clip_grad_norm)
     state.opt_d.step()
     if cfg.clip_weights > 0:
         with torch.no_grad():
-            torch._foreach_clamp_min_(list(D.parameters()), -cfg.clip_weights)
-            torch._foreach_clamp_max_(list(D.parameters()), cfg.clip_weights)
+            torch._foreach_clamp_min_(list(state.D.parameters()), -cfg.clip_weights)
+            torch._foreach_clamp_max_(list(state.D.parameters()), cfg.clip_weights)
     if g_turn:
-        D.requires_grad_(False)  # the generator step needs dD/dx only, not D's weight gradients
+        # the generator step needs dD/dx only, not D's weight gradients: D's own module, not its parallel wrapper
+        state.D.requires_grad_(False)
         with bf16:
-            v_fake = D(fake).float()
+            v_fake = state.D(fake).float()
         loss_g = losses.g_loss(cfg, v_fake)
-        out["g_loss"] = loss_g.item()
+        out["g_loss"] = loss_g.detach()
         if ms_lambda > 0:
-            z2 = torch.randn(batch, cfg.z_dim, generator=state.noise_rng).to(state.device)
+            z2 = _global_draw(state, torch.randn, cfg.z_dim)
             with bf16:
-                fake2 = G(z2)
+                fake2 = state.G(z2)
             loss_g = loss_g + ms_lambda * losses.mode_seeking(fake.float(), fake2.float(), z, z2)
         state.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
-        out["grad_norm_g"] = _grad_norm(list(G.parameters()), cfg.clip_grad_norm)
+        out["grad_norm_g"] = _grad_norm(list(state.G.parameters()), cfg.clip_grad_norm)
         state.opt_g.step()
         if state.G_ema is not None:
             _update_ema(state)
-        D.requires_grad_(True)
+        state.D.requires_grad_(True)
     state.step += 1
     return out
 
@@ -408,6 +482,49 @@ def _update_ema(state: TrainState) -> None:
         for average, current in zip(state.G_ema.buffers(), state.G.buffers(), strict=True):
             average.copy_(current)
     state.ema_updates += 1
+
+
+class ScalarReader:
+    """The per-step scalars, kept on the device where they were computed and read in one host
+    synchronisation every `every` steps and at an epoch's end (a read per step stalls a GPU). A read
+    averages them over the ranks together with whether any rank was asked to stop (Ctrl-C), so that
+    every rank sees the same values and stops at the same step."""
+
+    def __init__(self, world: World, every: int):
+        self.world, self.every = world, every
+        self.pending: list[tuple[int, dict[str, torch.Tensor]]] = []
+
+    def add(self, step: int, scalars: dict[str, torch.Tensor]) -> None:
+        self.pending.append((step, scalars))
+
+    def due(self, end_of_epoch: bool) -> bool:
+        return end_of_epoch or len(self.pending) >= self.every
+
+    def read(self, stop: bool = False) -> tuple[list[tuple[int, dict[str, float]]], bool]:
+        """(step, scalars as floats) of every pending step in order, and whether any rank stops."""
+        flat = [v.float() for _, scalars in self.pending for v in scalars.values()]
+        values = self.world.mean(torch.stack([*flat, flat[0].new_tensor(float(stop))])).tolist()
+        rows, at = [], 0
+        for step, scalars in self.pending:
+            rows.append((step, dict(zip(scalars, values[at:at + len(scalars)], strict=True))))
+            at += len(scalars)
+        self.pending = []
+        return rows, values[-1] > 0
+
+
+def _take(state: TrainState, rows: list[tuple[int, dict[str, float]]], run: Path,
+          on_step: Callable[[TrainState, dict], None] | None) -> None:
+    """Read steps into the epoch's totals, the guard first: a non-finite parameter shows up as a non-finite
+    loss at the next step, so the scalars are the only per-step check (parameters are checked before
+    each save). Read late, a bad value still names its step, and nothing has been saved since."""
+    for step, scalars in rows:
+        bad = [k for k, v in scalars.items() if not math.isfinite(v)]
+        if bad:
+            raise _diverged(state, ", ".join(f"{k} = {scalars[k]}" for k in bad), run, step)
+        _accumulate(state.totals, scalars)
+        state.totals["images"] = state.totals.get("images", 0) + state.config.batch_size
+        if on_step:
+            on_step(state, scalars)
 
 
 def _accumulate(totals: dict, scalars: dict) -> None:
@@ -485,14 +602,18 @@ def train(state: TrainState, images: torch.Tensor, run: Path,
 
     With `evaluate` (evaluation.make_evaluator), the epochs config.eval_every asks for add its
     metrics to their log line, and `run`/best.safetensors becomes a copy of the checkpoint of the
-    epoch with the lowest FID so far (the run's earlier log lines included)."""
-    cfg = state.config
+    epoch with the lowest FID so far (the run's earlier log lines included).
+
+    Under torchrun every rank calls it; rank 0 alone evaluates and writes, the others wait at a
+    barrier after each epoch. `on_step` sees each step's scalars when they are read (ScalarReader)."""
+    cfg, main = state.config, state.world.main
     n_batches = check_data(cfg, images)
     run.mkdir(parents=True, exist_ok=True)
     images = images.to(state.device)
     marked_latest = False
     best_fid = min((r["fid"] for r in read_log(run) if isinstance(r.get("fid"), (int, float))), default=math.inf)
-    with marked_training(run), _SigintFlag() as sigint:
+    reader = ScalarReader(state.world, READ_EVERY.get(state.device.type, 1))
+    with marked_training(run) if main else contextlib.nullcontext(), _SigintFlag() as sigint:
         while state.epoch < cfg.epochs:
             state.data_rng.set_state(state.epoch_start_rng)
             order = torch.randperm(images.shape[0], generator=state.data_rng)[: n_batches * cfg.batch_size]
@@ -502,25 +623,23 @@ def train(state: TrainState, images: torch.Tensor, run: Path,
             for opt, base in ((state.opt_g, cfg.lr_g), (state.opt_d, cfg.lr_d)):
                 for group in opt.param_groups:
                     group["lr"] = base * lr
+            started = time.perf_counter()
             while state.batch_in_epoch < n_batches:
-                started = time.perf_counter()
-                real = to_unit_range(images[batches[state.batch_in_epoch]])
+                real = to_unit_range(images[state.world.part(batches[state.batch_in_epoch])])
                 scalars = train_step(state, real, ms_lambda)
-                bad = [k for k, v in scalars.items() if not math.isfinite(v)]
-                if bad:
-                    # A non-finite parameter shows up as a non-finite loss at the next step, so the
-                    # scalars are the only per-step check; parameters are checked before each save.
-                    raise _diverged(state, ", ".join(f"{k} = {scalars[k]}" for k in bad), run)
+                reader.add(state.step, scalars)
                 state.batch_in_epoch += 1
-                _accumulate(state.totals, scalars)
-                state.totals["images"] = state.totals.get("images", 0) + cfg.batch_size
+                if not reader.due(state.batch_in_epoch == n_batches):
+                    continue
+                rows, stop = reader.read(sigint.raised)
                 state.totals["seconds"] = state.totals.get("seconds", 0.0) + time.perf_counter() - started
-                if on_step:
-                    on_step(state, scalars)
-                if sigint.raised:
+                _take(state, rows, run, on_step)
+                # one process stops after the step Ctrl-C came in; ranks stop together, at a read
+                if stop or (sigint.raised and state.world.size == 1):
                     _check_finite(state, run)
                     save_state(run / CHECKPOINT, state)
                     raise TrainingInterrupted(run / CHECKPOINT)
+                started = time.perf_counter()
             _check_finite(state, run)
             record = _epoch_record(state, ms_lambda)
             if evaluate is not None and _evaluated_at(cfg, record["epoch"]):
@@ -530,16 +649,19 @@ def train(state: TrainState, images: torch.Tensor, run: Path,
             state.epoch_start_rng = state.data_rng.get_state()
             # Log first, checkpoint second: a kill in between leaves a log line past the
             # checkpoint's epoch, which resume drops (runs.truncate_log).
-            append_log(run, record)
+            if main:
+                append_log(run, record)
             save_state(run / CHECKPOINT, state)
-            (run / DIVERGED).unlink(missing_ok=True)
-            if record.get("best"):
-                ckpt.atomic_copy(run / CHECKPOINT, run / BEST)
-                best_fid = record["fid"]
-            if not marked_latest:  # only a run with a checkpoint may become the default everywhere
-                set_latest(run)
-                marked_latest = True
-            save_grid(state.generator, cfg, run / "grids" / f"epoch-{state.epoch:03d}.png", state.device)
+            if main:
+                (run / DIVERGED).unlink(missing_ok=True)
+                if record.get("best"):
+                    ckpt.atomic_copy(run / CHECKPOINT, run / BEST)
+                    best_fid = record["fid"]
+                if not marked_latest:  # only a run with a checkpoint may become the default everywhere
+                    set_latest(run)
+                    marked_latest = True
+                save_grid(state.generator, cfg, run / "grids" / f"epoch-{state.epoch:03d}.png", state.device)
+            state.world.barrier()
             if on_epoch:
                 on_epoch(state, record)
     return state

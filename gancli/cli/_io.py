@@ -14,14 +14,21 @@ from gancli.errors import GancliError, QualityFailed, TrainingInterrupted
 console = Console(stderr=True)
 
 
+def main_process() -> bool:
+    """False in torchrun's processes other than rank 0, which train in silence (read without importing torch)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def say(message: str) -> None:
     """One line on stderr, as written (no markup colouring)."""
     console.print(message, highlight=False)
 
 
 def _fail(command: str, message: str, code: int) -> typer.Exit:
-    # A plain write: rich would wrap a long message over several lines.
-    sys.stderr.write(f"gan {command}: {message}\n")
+    # A plain write: rich would wrap a long message over several lines. Every rank of a torchrun
+    # run meets the same error: rank 0 says it.
+    if main_process():
+        sys.stderr.write(f"gan {command}: {message}\n")
     return typer.Exit(code)
 
 

@@ -66,6 +66,7 @@ UntilEpoch = Annotated[int | None, Opt("--until-epoch", min=1, help="Train until
 
 ARCH_PANEL, OBJECTIVE_PANEL, SCHEDULE_PANEL, EVAL_PANEL = ("Architecture (fixed when a run starts)", "Objective",
                                                            "Data and optimisation", "Evaluation during training")
+PARALLEL_PANEL = "Several processes (torchrun --nproc-per-node N -m gancli train ...)"
 
 
 def _knob(kind, flag: str, text: str, panel: str = SCHEDULE_PANEL, **bounds):
@@ -79,6 +80,9 @@ KNOBS: dict[str, Any] = {
     "batch_size": _knob(int, "--batch-size", "Images per training step \\[default: 64].", min=1),
     "seed": _knob(int, "--seed", "Seed of the run's randomness (fixed when the run starts) \\[default: 0]."),
     "precision": _knob(Literal[PRECISIONS], "--precision", "fp32 (default) or bf16 autocast: faster on CPUs with bf16, other numerics."),
+    "sync_batch_norm": _knob(bool, "--sync-batch-norm/--no-sync-batch-norm",
+                             "Under torchrun on GPUs: the DCGAN generator's batch norm over the global batch, not "
+                             "each process's part \\[default: off].", PARALLEL_PANEL),
     "arch": _knob(Literal[ARCHS], "--arch", "mlp (100-256-512-1024-784) or dcgan \\[default: mlp].", ARCH_PANEL),
     "z_dim": _knob(int, "--z-dim", "Latent size \\[default: 100].", ARCH_PANEL, min=1),
     "g_hidden": _knob(str, "--g-hidden", "MLP generator widths \\[default: 256,512,1024].", ARCH_PANEL),

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from gancli.cli._io import console, say, user_errors
+from gancli.cli._io import console, main_process, say, user_errors
 from gancli.cli.options import Checkpoint, DataDir, Device, Epochs, Name, Objective, Runs, UntilEpoch, training_knobs
 
 Opt = typer.Option
@@ -32,7 +32,8 @@ def console_callbacks() -> Iterator:
 
     progress = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[losses]}"), TextColumn("{task.fields[speed]} img/s"),
-                        TimeRemainingColumn(), console=console, transient=True, disable=not console.is_terminal)
+                        TimeRemainingColumn(), console=console, transient=True,
+                        disable=not console.is_terminal or not main_process())
     task, last = [], [time.perf_counter(), 0]
 
     def on_start(state, run, batches: int):

@@ -1,0 +1,122 @@
+"""Data-parallel training under torchrun: the ranks a process trains with, and the few collectives
+the training loop needs.
+
+torchrun starts one process per rank and sets RANK, LOCAL_RANK and WORLD_SIZE; `joined` reads
+them and opens the process group (NCCL on CUDA, gloo on CPU). Outside torchrun the world is one
+process, SINGLE, whose collectives are no-ops, so that the single-process loop runs as before.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import torch
+import torch.distributed as dist
+
+from gancli.errors import GancliError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        """Rank 0: the one process that writes checkpoints, logs, grids and evaluations, and prints."""
+        return self.rank == 0
+
+    def part(self, batch: torch.Tensor) -> torch.Tensor:
+        """This rank's rows of a global batch: rank r of n takes rows [r b/n, (r+1) b/n)."""
+        rows = batch.shape[0] // self.size
+        return batch[self.rank * rows:(self.rank + 1) * rows]
+
+    def mean(self, values: torch.Tensor) -> torch.Tensor:
+        """The element-wise mean of `values` over the ranks (in place); a NaN on any rank is a NaN on all."""
+        if self.size > 1:
+            dist.all_reduce(values)
+            values /= self.size
+        return values
+
+    def gather(self, value: Any) -> list[Any]:
+        """Every rank's `value`, in rank order, on every rank."""
+        if self.size == 1:
+            return [value]
+        values: list[Any] = [None] * self.size
+        dist.all_gather_object(values, value)
+        return values
+
+    def share(self, value: Any) -> Any:
+        """Rank 0's `value` on every rank."""
+        if self.size == 1:
+            return value
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def on_main(self, make: Callable[[], T]) -> T:
+        """make() run by rank 0 alone (a run folder to create), its result shared with every rank; its
+        GancliError is raised on every rank."""
+        if self.size == 1:
+            return make()
+        outcome = None
+        if self.main:
+            try:
+                outcome = (make(), None)
+            except GancliError as e:
+                outcome = (None, e)
+        value, error = self.share(outcome)
+        if error is not None:
+            raise error
+        return value
+
+    def barrier(self) -> None:
+        if self.size > 1:
+            dist.barrier()
+
+
+SINGLE = World()
+
+
+def rank_of_process() -> int:
+    """This process's rank as torchrun set it (0 outside torchrun), without opening a process group."""
+    return int(os.environ.get("RANK", "0"))
+
+
+@contextmanager
+def joined(device: str) -> Iterator[tuple[World, str]]:
+    """This process's world and the device it trains on: under torchrun with more than one process,
+    the process group (closed on exit) and, on CUDA, the GPU cuda:LOCAL_RANK; otherwise SINGLE and `device`."""
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    if size == 1:
+        yield SINGLE, device
+        return
+    world = World(rank_of_process(), size, int(os.environ.get("LOCAL_RANK", "0")))
+    cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    if cuda:
+        torch.cuda.set_device(world.local_rank)
+        device = f"cuda:{world.local_rank}"
+    opened = not dist.is_initialized()
+    if opened:
+        dist.init_process_group("nccl" if cuda else "gloo")
+    try:
+        yield world, device
+    finally:
+        if opened:
+            dist.destroy_process_group()
+
+
+def parallel(module: torch.nn.Module, world: World) -> torch.nn.Module:
+    """`module` wrapped in DistributedDataParallel (gradients averaged over the ranks in backward), or
+    itself in a one-process world."""
+    if world.size == 1:
+        return module
+    on_gpu = next(module.parameters()).is_cuda
+    return torch.nn.parallel.DistributedDataParallel(module, device_ids=[world.local_rank] if on_gpu else None)
