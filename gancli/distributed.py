@@ -85,11 +85,6 @@ class World:
 SINGLE = World()
 
 
-def rank_of_process() -> int:
-    """This process's rank as torchrun set it (0 outside torchrun), without opening a process group."""
-    return int(os.environ.get("RANK", "0"))
-
-
 @contextmanager
 def joined(device: str) -> Iterator[tuple[World, str]]:
     """This process's world and the device it trains on: under torchrun with more than one process,
@@ -98,7 +93,7 @@ def joined(device: str) -> Iterator[tuple[World, str]]:
     if size == 1:
         yield SINGLE, device
         return
-    world = World(rank_of_process(), size, int(os.environ.get("LOCAL_RANK", "0")))
+    world = World(int(os.environ["RANK"]), size, int(os.environ.get("LOCAL_RANK", "0")))
     cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
     if cuda:
         torch.cuda.set_device(world.local_rank)

@@ -1,4 +1,5 @@
 import gzip
+import json
 import os
 import subprocess
 import sys
@@ -33,6 +34,24 @@ def synthetic_images(n: int = 128, side: int = 8, seed: int = 0) -> torch.Tensor
     for i, (r, c) in enumerate(corners.tolist()):
         images[i, 0, r:r + 3, c:c + 3] = 255
     return images
+
+
+def log_without_timings(run) -> list[dict]:
+    """A run's log.jsonl records without the fields that measure the machine."""
+    from gancli.training import TIMING_FIELDS
+
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in records]
+
+
+def assert_same_checkpoint(a, b):
+    """Every tensor of two checkpoints equal: dtype, shape and value."""
+    from safetensors.torch import load_file
+
+    ta, tb = load_file(a), load_file(b)
+    assert ta.keys() == tb.keys()
+    different = [k for k in ta if not (ta[k].dtype == tb[k].dtype and ta[k].shape == tb[k].shape and (ta[k] == tb[k]).all())]
+    assert different == []
 
 
 def write_idx(folder, stem, array, gz=True):

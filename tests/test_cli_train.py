@@ -1,28 +1,13 @@
 """The training commands as a user runs them: subprocesses, exit codes, files on disk."""
 
-import json
 import signal
 import subprocess
 import sys
 import time
 
-from safetensors.torch import load_file
-
-from tests.conftest import TINY, gan_env, run_gan
+from tests.conftest import TINY, assert_same_checkpoint, gan_env, log_without_timings, run_gan
 
 COMMANDS = ["train", "pretrain", "resume", "sample", "interpolate", "filter", "score"]
-
-
-def _log_without_timings(run):
-    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in r.items() if k not in ("seconds", "images_per_s")} for r in records]
-
-
-def _assert_same_checkpoint(a, b):
-    ta, tb = load_file(a), load_file(b)
-    assert ta.keys() == tb.keys()
-    different = [k for k in ta if not (ta[k].dtype == tb[k].dtype and ta[k].shape == tb[k].shape and (ta[k] == tb[k]).all())]
-    assert different == []
 
 
 def test_help_lists_every_command_and_each_command_has_help(cli):
@@ -45,8 +30,8 @@ def test_resume_is_bit_exact_through_the_cli(gan, tmp_path, tiny_data):
     out = gan("resume", "runs/split/checkpoint.safetensors", "--epochs", "2", "--device", "cpu", check=0)
     assert "epoch 4/4" in out.stderr.decode()
     runs = tmp_path / "runs"
-    _assert_same_checkpoint(runs / "straight/checkpoint.safetensors", runs / "split/checkpoint.safetensors")
-    assert _log_without_timings(runs / "straight") == _log_without_timings(runs / "split")
+    assert_same_checkpoint(runs / "straight/checkpoint.safetensors", runs / "split/checkpoint.safetensors")
+    assert log_without_timings(runs / "straight") == log_without_timings(runs / "split")
     assert sorted(p.name for p in (runs / "split/grids").iterdir()) == [f"epoch-00{i}.png" for i in range(1, 5)]
 
 
@@ -54,7 +39,7 @@ def test_resume_without_argument_continues_the_latest_run(cli, tmp_path, tiny_da
     assert cli("train", "vanilla", "--data", tiny_data, *TINY, "--epochs", "1", "--name", "a").exit_code == 0
     assert (tmp_path / "runs/latest").resolve().name == "a"
     assert cli("resume", "--device", "cpu").exit_code == 0  # default: as many epochs as configured (1 more)
-    assert [r["epoch"] for r in _log_without_timings(tmp_path / "runs/a")] == [1, 2]
+    assert [r["epoch"] for r in log_without_timings(tmp_path / "runs/a")] == [1, 2]
 
 
 def test_ctrl_c_saves_a_resumable_checkpoint_and_exits_130(tmp_path, tiny_data):
@@ -71,5 +56,5 @@ def test_ctrl_c_saves_a_resumable_checkpoint_and_exits_130(tmp_path, tiny_data):
     assert proc.returncode == 130, err.decode()
     assert "resumable checkpoint" in err.decode() and "Traceback" not in err.decode()
     run_gan("resume", "--device", "cpu", cwd=tmp_path, check=0)  # finishes the 30 configured epochs
-    _assert_same_checkpoint(tmp_path / "runs/straight/checkpoint.safetensors", tmp_path / "runs/cut/checkpoint.safetensors")
-    assert _log_without_timings(tmp_path / "runs/straight") == _log_without_timings(tmp_path / "runs/cut")
+    assert_same_checkpoint(tmp_path / "runs/straight/checkpoint.safetensors", tmp_path / "runs/cut/checkpoint.safetensors")
+    assert log_without_timings(tmp_path / "runs/straight") == log_without_timings(tmp_path / "runs/cut")

@@ -17,7 +17,7 @@ from gancli import training
 from gancli.errors import GancliError
 from gancli.streams import Samples, write_samples
 from gancli.training import new_state, train
-from tests.conftest import TINY, gan_env, synthetic_images, tiny_config
+from tests.conftest import TINY, assert_same_checkpoint, gan_env, log_without_timings, synthetic_images, tiny_config
 
 # 512 images at a global batch of 64: 8 steps an epoch, 32 images a step on each of 2 processes
 ARGS = [*TINY[:-4], "--batch-size", "64", "--device", "cpu", "--eval-every", "0"]
@@ -47,11 +47,6 @@ def weights(path: Path) -> dict[str, torch.Tensor]:
     return {k: v for k, v in ckpt.read_file(path, "gan")[0].items() if k.split(".")[0] in ("G", "D", "G_ema")}
 
 
-def log(run: Path) -> list[dict]:
-    return [{k: v for k, v in json.loads(line).items() if k not in training.TIMING_FIELDS}
-            for line in (run / "log.jsonl").read_text().splitlines()]
-
-
 def test_two_processes_of_32_images_train_the_weights_of_one_process_of_64(cli, tmp_path, data):
     # R1 (fgan's default, on the first step), gradient clipping and the moving average all see the global batch
     options = ["train", "fgan", "--data", data, *ARGS, "--ema", "0.9", "--clip-grad-norm", "1", "--epochs", "2"]
@@ -64,7 +59,7 @@ def test_two_processes_of_32_images_train_the_weights_of_one_process_of_64(cli, 
     # gradient's size, so after 16 steps such rounding stays far below one step: 1e-5 (we see ~3e-7).
     for name in one:
         torch.testing.assert_close(two[name], one[name], rtol=0, atol=1e-5, msg=name)
-    for a, b in zip(log(tmp_path / "runs/two"), log(tmp_path / "runs/one"), strict=True):
+    for a, b in zip(log_without_timings(tmp_path / "runs/two"), log_without_timings(tmp_path / "runs/one"), strict=True):
         assert a.keys() == b.keys() and a["epoch"] == b["epoch"] and a["d_loss"] == pytest.approx(b["d_loss"], rel=1e-3)
     # rank 0 alone reports and writes: one note, one log line an epoch, one grid an epoch
     err = " ".join(err.split())  # rich wraps lines
@@ -93,10 +88,8 @@ def test_ctrl_c_stops_every_process_and_resuming_on_as_many_is_bit_exact(tmp_pat
     assert 1 <= meta["epoch"] < 60 and meta["world_size"] == 2
     straight, resumed = torchrun(*options, "--name", "straight", cwd=tmp_path), torchrun("resume", "runs/cut", cwd=tmp_path)
     finished(straight), finished(resumed)
-    straight_weights = weights(tmp_path / "runs/straight/checkpoint.safetensors")
-    cut_weights = weights(tmp_path / "runs/cut/checkpoint.safetensors")
-    assert all(torch.equal(straight_weights[k], cut_weights[k]) for k in straight_weights)
-    assert log(tmp_path / "runs/straight") == log(tmp_path / "runs/cut")
+    assert_same_checkpoint(tmp_path / "runs/straight/checkpoint.safetensors", tmp_path / "runs/cut/checkpoint.safetensors")
+    assert log_without_timings(tmp_path / "runs/straight") == log_without_timings(tmp_path / "runs/cut")
 
 
 def children(pid: int) -> list[int]:
@@ -145,7 +138,7 @@ def test_a_value_read_late_still_names_its_step_and_nothing_is_saved_after_it(tm
               on_step=lambda state, scalars: read.append(state.step))
     assert read[:8] == [4, 4, 4, 4, 8, 8, 8, 8]  # every step is seen, in bursts at each read
     _, meta = ckpt.read_file(tmp_path / "checkpoint.safetensors", "gan")
-    assert meta["epoch"] == 1 and len(log(tmp_path)) == 1
+    assert meta["epoch"] == 1 and len(log_without_timings(tmp_path)) == 1
     assert json.loads((tmp_path / "diverged.json").read_text())["step"] == 13
 
 
