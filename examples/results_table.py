@@ -118,6 +118,33 @@ def calibration_line(out: Path, model: str) -> str | None:
     return f"| `{model}` | {ece} | {brier} | {found['n'] - found['fitted_on']} |"
 
 
+def sweep_cell(point: dict, key: str) -> str:
+    if "failed" in point:
+        return "none accepted" if "accepted in" in point["failed"] else "n/a"
+    return f"{point[key]:.0%}" if key == "accepted" else number(point, key, 3 if key == "class_kl" else 2)
+
+
+def sweep_lines(out: Path, results: Path, model: str) -> list[str]:
+    """examples/threshold.py's sweep of MODEL as a figure and a table: each cell as trained / calibrated."""
+    sweep = read_json(out / "threshold" / model / "threshold.json")
+    if sweep is None:
+        return []
+    figure = os.path.relpath(out / "threshold" / model / "threshold.png", results.parent)
+    keys = ("accepted", "fid", "precision", "recall", "class_kl")
+    unrejected = sweep["no rejection"]
+    lines = [f"### `{model}` ({sweep['n']} samples per point)", "", f'<img src="{figure}" width="720">', "",
+             "| threshold | draws accepted | FID (MNIST) | precision | recall | class KL | train / held-out images accepted |",
+             "|---|---|---|---|---|---|---|",
+             "| none | " + " | ".join(sweep_cell(unrejected, key) for key in keys) + " | 100% / 100% |"]
+    real = sweep["real accepted"]
+    for i, threshold in enumerate(sweep["thresholds"]):
+        cells = [" / ".join(sweep_cell(sweep[curve][i], key) for curve in ("as trained", "calibrated")) for key in keys]
+        shares = " / ".join(" : ".join(f"{real[curve][name][i]:.0%}" for name in ("train", "held-out test"))
+                            if real[curve] else "n/a" for curve in ("as trained", "calibrated"))
+        lines.append(f"| {threshold:g} | " + " | ".join(cells) + f" | {shares} |")
+    return [*lines, ""]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("out", type=Path)
@@ -138,6 +165,7 @@ def main() -> None:
     features = "Inception pool3" if args.inception_n else "the MNIST classifier (no Inception run)"
     models = list(dict.fromkeys(row.split("+")[0] for row in args.rows))
     calibrations = [line for line in map(lambda m: calibration_line(out, m), models) if line]
+    sweeps = [line for model in models for line in sweep_lines(out, args.results, model)]
     seeds = [f"- `{base}`: " + "; ".join(f"{name} {spread(out, [base, f'{base}-seed1', f'{base}-seed2'], key)}"
                                          for name, key in (("Inception", "inception"), ("MNIST features", "mnist")))
              for base in SEEDED]
@@ -189,6 +217,14 @@ def main() -> None:
         "|---|---|---|---|",
         *calibrations,
         "",
+        *(["## Rejection as its threshold moves", "",
+           "`examples/threshold.py` on the model's checkpoint: at each threshold on P(real), N samples (seed 1) "
+           "scored on the MNIST classifier's features against the first N MNIST test images; each cell gives "
+           "the discriminator as trained / calibrated (`none accepted`: fewer than N in 100 N draws; `n/a`: a "
+           "critic has no threshold before calibration). Class KL is KL(class histogram || uniform): a selection "
+           "that collapses diversity raises it. The last column is the share of min(N, 5000) training images : as "
+           "many held-out test images the discriminator accepts; one that memorised its training set accepts "
+           "the first far more often.", "", *sweeps] if sweeps else []),
     ]
     args.results.parent.mkdir(parents=True, exist_ok=True)
     # two workers may finish models at once (study.sh MODEL...): each writes whole tables atomically

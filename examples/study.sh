@@ -5,7 +5,8 @@
 # each model is sampled (10,000 images, seed 1) from the average (`M`), from the raw generator
 # (`M+raw`) and with rejection at 0.6 through a calibrated discriminator (`M+reject`, after
 # `gan calibrate`), then scored with Inception (10,000 vs the 10,000 MNIST test images) and the MNIST
-# classifier. Writes examples/results.md.
+# classifier; some rows add calibrated DRS (see rows below), and four models a threshold sweep
+# (examples/threshold.py) that shows why rejection helps or hurts them. Writes examples/results.md.
 #
 # Restartable: a step whose output exists (and is newer than its input) is skipped, and a training
 # interrupted at any moment is continued bit-exactly by `gan resume`. Run it again after any stop.
@@ -24,13 +25,14 @@
 set -euo pipefail
 
 EPOCHS=100 DCGAN_EPOCHS= N=10000 DRAWS=100 INCEPTION_N=10000 TRAIN_PRECISION=fp32 PRECISION=auto OUT=examples/reference RESULTS=
+SWEEP=(-n 2000)   # examples/threshold.py's sample size per point (and thresholds)
 MODELS=(vanilla fgan-js fgan-kl fgan-kl-cosine wgan wgan-gp msgan msgan-schedule best dcgan
         vanilla-seed1 vanilla-seed2 best-seed1 best-seed2)
 SELECTED=() LIST=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --list) LIST=1 ;;
-        --smoke) EPOCHS=1 N=512 DRAWS=4 INCEPTION_N=0 MODELS=(vanilla fgan-kl wgan-gp msgan) ;;
+        --smoke) EPOCHS=1 N=512 DRAWS=4 INCEPTION_N=0 MODELS=(vanilla fgan-kl wgan-gp msgan) SWEEP=(-n 64 --thresholds 0.3,0.6) ;;
         --epochs) EPOCHS=$2; shift ;;
         --dcgan-epochs) DCGAN_EPOCHS=$2; shift ;;
         -n) N=$2; shift ;;
@@ -87,17 +89,20 @@ train_model() {
 }
 
 # MODEL -> its rows: the moving average, the raw generator, calibrated rejection at 0.6 (a seed
-# repeat has the first and the last only); WGAN-GP adds calibrated DRS (the course's best entry), MSGAN
-# the reference's final recipe (rejection 0.6 and latent mixing), and the vanilla, f-GAN JS, KL with
-# cosine decay and best rows rejection through the uncalibrated discriminator, to show what calibration changes.
+# repeat has the first and the last only); WGAN-GP (the course's best entry), vanilla, f-GAN JS, best
+# and the DCGAN add calibrated DRS, which corrects the distribution where a threshold selects from it;
+# MSGAN the reference's final recipe (rejection 0.6 and latent mixing); and the vanilla, f-GAN JS, KL
+# with cosine decay and best rows rejection through the uncalibrated discriminator, to show what
+# calibration changes.
 rows() {
     local model=$1
     case $model in *-seed[0-9]) echo "$model $model+reject"; return ;; esac
     echo "$model $model+raw $model+reject"
     case $model in
-        wgan-gp) echo "$model+drs" ;;
+        wgan-gp|dcgan) echo "$model+drs" ;;
         msgan) echo "$model+reject+mix" ;;
-        vanilla|fgan-js|fgan-kl-cosine|best) echo "$model+reject-uncalibrated" ;;
+        vanilla|fgan-js|best) echo "$model+drs $model+reject-uncalibrated" ;;
+        fgan-kl-cosine) echo "$model+reject-uncalibrated" ;;
     esac
 }
 
@@ -112,6 +117,18 @@ sample_row() {
         +drs) sample "$row" "$calibrated" --reject-method drs ;;
         +reject+mix) sample "$row" "$calibrated" --reject 0.6 --mix ;;
     esac
+}
+
+# MODEL: why threshold rejection helps or hurts it, for the models the bar on rejection names and
+# best: FID, precision, recall, class balance and acceptance as the threshold moves, as trained and
+# calibrated, and the share of training against held-out images D accepts (examples/threshold.py)
+SWEPT=(vanilla fgan-js wgan-gp best)
+sweep() {
+    local model=$1 dir=$OUT/threshold/$1
+    [[ " ${SWEPT[*]} " == *" $model "* ]] || return 0
+    fresh "$dir/threshold.json" "$RUNS/$model/checkpoint-calibrated.safetensors" && return
+    say "$model: threshold sweep"
+    python "$(dirname "$0")/threshold.py" "$RUNS/$model" "${SWEEP[@]}" -o "$dir"
 }
 
 report() {
@@ -130,6 +147,7 @@ for model in "${SELECTED[@]}"; do
         score "$row" mnist
         [ "$INCEPTION_N" -gt 0 ] && score "$row" inception "$INCEPTION_N"
     done
+    sweep "$model"
     report
 done
 

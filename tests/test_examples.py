@@ -109,21 +109,24 @@ def test_divergences_example(smoke, tmp_path):
     assert meta["config"]["div"] == "kl" and meta["config"]["r1"] == 10 and not meta["config"]["spectral_norm"]
 
 
-def test_threshold_sweep_example(smoke, tmp_path):
-    """examples/threshold.py on the smoke study's vanilla run: a point per threshold and calibration,
-    each scored or saying why it could not be drawn, and the figure."""
-    import sys
-
-    result = subprocess.run([sys.executable, str(ROOT / "examples" / "threshold.py"), smoke / "out" / "runs" / "vanilla",
-                             "-n", "64", "--thresholds", "0.3,0.6", "-o", tmp_path], cwd=tmp_path, capture_output=True,
-                            env=gan_env(tmp_path, GANCLI_DATA=str(smoke / "mnist")), timeout=600)
-    assert result.returncode == 0, result.stderr.decode()[-3000:]
-    sweep = json.loads((tmp_path / "threshold.json").read_text())
-    assert sweep["no rejection"]["accepted"] == 1.0 and sweep["n"] == 64
-    for curve in ("as trained", "calibrated"):
-        assert [p["threshold"] for p in sweep[curve]] == [0.3, 0.6]
-        assert all(("fid" in p and 0 < p["accepted"] <= 1) or "accepted in" in p["failed"] for p in sweep[curve])
-    assert (tmp_path / "threshold.png").stat().st_size > 0
+def test_smoke_study_sweeps_the_rejection_threshold(smoke):
+    """examples/threshold.py, as study.sh runs it: a point per threshold and calibration, each scored or
+    saying why it could not be drawn, the share of training and held-out images D accepts, the figure;
+    a critic has no threshold before calibration."""
+    for model in ("vanilla", "wgan-gp"):
+        sweep = json.loads((smoke / "out" / "threshold" / model / "threshold.json").read_text())
+        assert sweep["no rejection"]["accepted"] == 1.0 and sweep["n"] == 64 and sweep["thresholds"] == [0.3, 0.6]
+        for curve in ("as trained", "calibrated"):
+            assert [p["threshold"] for p in sweep[curve]] == [0.3, 0.6]
+            assert all(("fid" in p and "class_kl" in p and 0 < p["accepted"] <= 1) or "accepted in" in p["failed"]
+                       or "critic" in p["failed"] for p in sweep[curve])
+        calibrated = sweep["real accepted"]["calibrated"]
+        assert set(calibrated) == {"train", "held-out test"}
+        assert all(0 <= share <= 1 for shares in calibrated.values() for share in shares)
+        assert calibrated["train"][0] >= calibrated["train"][1]  # a higher threshold keeps fewer
+        assert (smoke / "out" / "threshold" / model / "threshold.png").stat().st_size > 0
+    assert sweep["real accepted"]["as trained"] == {}
+    assert all("fid" not in p for p in sweep["as trained"])
 
 
 def test_slurm_array_tasks_fill_the_study_layout(smoke, tmp_path):
