@@ -17,7 +17,8 @@
 #   OMP_NUM_THREADS=1 examples/study.sh fgan-kl best wgan-gp       # one core each
 #   examples/study.sh --smoke --out /tmp/smoke   # CI-sized: 1 epoch, 4 models, 512 images, MNIST features
 #
-# MODEL...: only these models (--list prints them; see MODELS below); default: all. Options: --epochs E (per model;
+# MODEL...: only these models (--list prints them; see MODELS below); default: all. --table only rewrites
+# the table from what is there (while workers run, say). Options: --epochs E (per model;
 # WGAN-GP trains E*3/2), --dcgan-epochs E (default E), -n N (images per sample), --draws D
 # (rejection gives up after D*N draws, default 100), --inception-n M (<= N; 0 skips Inception),
 # --precision fp32|bf16 (training, default fp32), --inception-precision auto|fp32|bf16 (default auto:
@@ -28,10 +29,11 @@ EPOCHS=100 DCGAN_EPOCHS= N=10000 DRAWS=100 INCEPTION_N=10000 TRAIN_PRECISION=fp3
 SWEEP=(-n 2000)   # examples/threshold.py's sample size per point (and thresholds)
 MODELS=(vanilla fgan-js fgan-kl fgan-kl-cosine wgan wgan-gp msgan msgan-schedule best dcgan
         vanilla-seed1 vanilla-seed2 best-seed1 best-seed2)
-SELECTED=() LIST=0
+SELECTED=() LIST=0 TABLE=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --list) LIST=1 ;;
+        --table) TABLE=1 ;;
         --smoke) EPOCHS=1 N=512 DRAWS=4 INCEPTION_N=0 MODELS=(vanilla fgan-kl wgan-gp msgan) SWEEP=(-n 64 --thresholds 0.3,0.6) ;;
         --epochs) EPOCHS=$2; shift ;;
         --dcgan-epochs) DCGAN_EPOCHS=$2; shift ;;
@@ -137,6 +139,8 @@ report() {
     python "$(dirname "$0")/results_table.py" "$OUT" "$RESULTS" --epochs "$EPOCHS" --dcgan-epochs "$DCGAN_EPOCHS" \
         -n "$N" --inception-n "$INCEPTION_N" --precision "$TRAIN_PRECISION" --inception-precision "$PRECISION" "${all[@]}"
 }
+
+if [ "$TABLE" = 1 ]; then report; exit 0; fi
 
 for model in "${SELECTED[@]}"; do
     train_model "$model"

@@ -109,6 +109,16 @@ def test_divergences_example(smoke, tmp_path):
     assert meta["config"]["div"] == "kl" and meta["config"]["r1"] == 10 and not meta["config"]["spectral_norm"]
 
 
+def test_study_table_alone_rewrites_the_table_from_the_scores(smoke):
+    """`study.sh --table` writes results.md from what is there and trains, samples and scores nothing."""
+    table = smoke / "results.md"
+    before = table.read_text()
+    table.unlink()
+    result = example("study.sh", "--smoke", "--out", smoke / "out", "--table", cwd=smoke, data=smoke / "mnist")
+    assert result.returncode == 0, result.stderr.decode()[-3000:]
+    assert "==" not in result.stderr.decode() and table.read_text() == before
+
+
 def test_smoke_study_sweeps_the_rejection_threshold(smoke):
     """examples/threshold.py, as study.sh runs it: a point per threshold and calibration, each scored or
     saying why it could not be drawn, the share of training and held-out images D accepts, the figure;
