@@ -49,19 +49,24 @@ def point(checkpoint: Path, threshold: float | None, n: int, features: str) -> d
             **{key: classes[key] for key in ("classes_present", "class_kl")}}
 
 
-def real_acceptance(checkpoint: Path, thresholds: list[float], n: int) -> dict[str, list[float]]:
-    """The share of MNIST train images (seen in training) and of held-out test images D accepts at
-    each threshold: a discriminator that memorised its training set accepts the first far more often."""
+def real_images(n: int) -> dict[str, torch.Tensor]:
+    """The first min(N, 5000) MNIST train images (seen in training) and as many of the last MNIST test
+    images: the second half of MNIST test is what `gan calibrate` holds out."""
+    m = min(n, 5000)
+    return {"train": load_samples("mnist").images[:m], "held-out test": load_samples("mnist:test").images[-m:]}
+
+
+def real_acceptance(checkpoint: Path, thresholds: list[float], real: dict[str, torch.Tensor]) -> dict[str, list[float]]:
+    """The share of each set of real images D accepts at each threshold: a discriminator that
+    memorised its training set accepts training images far more often than held-out ones."""
     config, _, D, meta = load_models(checkpoint)
     calibration = calibration_map(meta)
     try:
         accepts = [threshold_accept(config, t, calibration) for t in thresholds]
     except GancliError:  # a critic estimates no ratio before calibration: its points say so already
         return {}
-    m = min(n, 5000)  # the second half of MNIST test is what `gan calibrate` holds out
-    sets = {"train": load_samples("mnist").images[:m], "held-out test": load_samples("mnist:test").images[-m:]}
     accepted = {}
-    for name, images in sets.items():
+    for name, images in real.items():
         v = score_images(config, D, images, 500, torch.device("cpu"))
         accepted[name] = [accept(v).double().mean().item() for accept in accepts]
     return accepted
@@ -106,10 +111,11 @@ def main() -> None:
     out = args.out or args.run
     out.mkdir(parents=True, exist_ok=True)
     thresholds = [float(t) for t in args.thresholds.split(",")]
+    real = real_images(args.n)
     sweep = {"run": args.run.name, "n": args.n, "features": args.features, "thresholds": thresholds,
              "no rejection": point(args.run / CURVES["as trained"], None, args.n, args.features),
              **{curve: [point(args.run / name, t, args.n, args.features) for t in thresholds] for curve, name in CURVES.items()},
-             "real accepted": {curve: real_acceptance(args.run / name, thresholds, args.n) for curve, name in CURVES.items()}}
+             "real accepted": {curve: real_acceptance(args.run / name, thresholds, real) for curve, name in CURVES.items()}}
     (out / "threshold.json").write_text(json.dumps(sweep, indent=1))
     plot(sweep, out / "threshold.png")
     print(f"wrote {out / 'threshold.json'} and {out / 'threshold.png'}")
