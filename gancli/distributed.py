@@ -8,6 +8,7 @@ process, SINGLE, whose collectives are no-ops, so that the single-process loop r
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -100,6 +101,10 @@ def joined(device: str) -> Iterator[tuple[World, str]]:
         device = f"cuda:{world.local_rank}"
     opened = not dist.is_initialized()
     if opened:
+        # Building the first optimizer imports torch._dynamo; imported while a process group exists,
+        # it keeps the group alive past destroy_process_group (torch 2.14), and gloo's threads then
+        # free tensors while Python shuts down: an abort after the run, now and then.
+        importlib.import_module("torch._dynamo")
         dist.init_process_group("nccl" if cuda else "gloo")
     try:
         yield world, device
@@ -108,10 +113,16 @@ def joined(device: str) -> Iterator[tuple[World, str]]:
             dist.destroy_process_group()
 
 
-def parallel(module: torch.nn.Module, world: World) -> torch.nn.Module:
-    """`module` wrapped in DistributedDataParallel (gradients averaged over the ranks in backward), or
-    itself in a one-process world."""
+def average_gradients(module: torch.nn.Module, world: World) -> None:
+    """Each gradient of `module` replaced by its mean over the ranks, all of them in one all-reduce;
+    nothing in a one-process world.
+
+    By hand rather than with DistributedDataParallel, whose wrapper holds the process group until
+    it is freed itself, after `joined` has closed the group: gloo's threads must be gone, not
+    merely idle, before Python shuts down (see `joined`)."""
     if world.size == 1:
-        return module
-    on_gpu = next(module.parameters()).is_cuda
-    return torch.nn.parallel.DistributedDataParallel(module, device_ids=[world.local_rank] if on_gpu else None)
+        return
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    flat = world.mean(torch.cat([g.flatten() for g in grads]))
+    for grad, mean in zip(grads, flat.split([g.numel() for g in grads]), strict=True):
+        grad.copy_(mean.view_as(grad))

@@ -30,7 +30,7 @@ import torch
 from gancli import checkpoint as ckpt
 from gancli import losses
 from gancli.config import LOCKED_FIELDS, TrainConfig, check_objective_options, mnist_data, validate
-from gancli.distributed import SINGLE, World, parallel
+from gancli.distributed import SINGLE, World, average_gradients
 from gancli.errors import GancliError, TrainingInterrupted
 from gancli.models import build_models, generate_images, to_unit_range
 from gancli.runs import (
@@ -76,13 +76,6 @@ class TrainState:
     G_ema: torch.nn.Module | None = None  # the moving average of G's weights (config.ema > 0)
     ema_updates: int = 0  # generator steps averaged into G_ema: its warm-up counts them
     world: World = SINGLE  # the ranks training this run together (torchrun)
-    # what a training step calls: G and D wrapped in DistributedDataParallel over the ranks, or G and D
-    G_step: torch.nn.Module | None = None
-    D_step: torch.nn.Module | None = None
-
-    def __post_init__(self):
-        self.G_step = self.G if self.G_step is None else self.G_step
-        self.D_step = self.D if self.D_step is None else self.D_step
 
     @property
     def generator(self) -> torch.nn.Module:
@@ -134,8 +127,8 @@ def _rank_seed(config: TrainConfig, rank: int) -> int:
 
 
 def _spread(state: TrainState, world: World) -> TrainState:
-    """Under torchrun, the global batch split over the ranks, and G and D wrapped in DistributedDataParallel
-    (with --sync-batch-norm, G's batch norm over the global batch)."""
+    """Under torchrun, the global batch split over the ranks (train_step averages the gradients over
+    them; with --sync-batch-norm, G's batch norm runs over the global batch)."""
     if world.size == 1:
         return state
     if state.config.batch_size % world.size:
@@ -146,7 +139,7 @@ def _spread(state: TrainState, world: World) -> TrainState:
             raise GancliError("--sync-batch-norm needs one GPU per process (PyTorch's SyncBatchNorm)",
                               "drop it on CPUs: each process then normalises its part of the batch")
         state.G = torch.nn.SyncBatchNorm.convert_sync_batchnorm(state.G)
-    state.world, state.G_step, state.D_step = world, parallel(state.G, world), parallel(state.D, world)
+    state.world = world
     return state
 
 
@@ -414,7 +407,7 @@ def _global_draw(state: TrainState, draw: Callable[..., torch.Tensor], *shape: i
 def train_step(state: TrainState, real: torch.Tensor, ms_lambda: float) -> dict[str, torch.Tensor]:
     """One discriminator step on this rank's `real` images, plus a generator step every n_critic steps.
     Returns the scalars as tensors on the device (reading them waits for it: see ScalarReader)."""
-    cfg, G, D = state.config, state.G_step, state.D_step
+    cfg, G, D = state.config, state.G, state.D
     batch = real.shape[0]
     z = _global_draw(state, torch.randn, cfg.z_dim)
     g_turn = (state.step + 1) % cfg.n_critic == 0
@@ -435,35 +428,36 @@ def train_step(state: TrainState, real: torch.Tensor, ms_lambda: float) -> dict[
         out["wasserstein"] = -out["d_loss"]
     if cfg.gp_lambda > 0:
         eps = _global_draw(state, torch.rand, 1, 1, 1)
-        with bf16:  # D's own module: a second pass through the parallel wrapper before one backward is not needed
-            loss_d = loss_d + cfg.gp_lambda * losses.gradient_penalty(state.D, real, fake.detach().float(), eps)
+        with bf16:
+            loss_d = loss_d + cfg.gp_lambda * losses.gradient_penalty(D, real, fake.detach().float(), eps)
     state.opt_d.zero_grad(set_to_none=True)
-    loss_d.backward()  # under torchrun, D's gradients are averaged over the ranks here
-    out["grad_norm_d"] = _grad_norm(list(state.D.parameters()), cfg.clip_grad_norm)
+    loss_d.backward()
+    average_gradients(D, state.world)  # under torchrun: each rank then takes the global batch's step
+    out["grad_norm_d"] = _grad_norm(list(D.parameters()), cfg.clip_grad_norm)
     state.opt_d.step()
     if cfg.clip_weights > 0:
         with torch.no_grad():
-            torch._foreach_clamp_min_(list(state.D.parameters()), -cfg.clip_weights)
-            torch._foreach_clamp_max_(list(state.D.parameters()), cfg.clip_weights)
+            torch._foreach_clamp_min_(list(D.parameters()), -cfg.clip_weights)
+            torch._foreach_clamp_max_(list(D.parameters()), cfg.clip_weights)
     if g_turn:
-        # the generator step needs dD/dx only, not D's weight gradients: D's own module, not its parallel wrapper
-        state.D.requires_grad_(False)
+        D.requires_grad_(False)  # the generator step needs dD/dx only, not D's weight gradients
         with bf16:
-            v_fake = state.D(fake).float()
+            v_fake = D(fake).float()
         loss_g = losses.g_loss(cfg, v_fake)
         out["g_loss"] = loss_g.detach()
         if ms_lambda > 0:
             z2 = _global_draw(state, torch.randn, cfg.z_dim)
             with bf16:
-                fake2 = state.G(z2)
+                fake2 = G(z2)
             loss_g = loss_g + ms_lambda * losses.mode_seeking(fake.float(), fake2.float(), z, z2)
         state.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
-        out["grad_norm_g"] = _grad_norm(list(state.G.parameters()), cfg.clip_grad_norm)
+        average_gradients(G, state.world)
+        out["grad_norm_g"] = _grad_norm(list(G.parameters()), cfg.clip_grad_norm)
         state.opt_g.step()
         if state.G_ema is not None:
             _update_ema(state)
-        state.D.requires_grad_(True)
+        D.requires_grad_(True)
     state.step += 1
     return out
 

@@ -92,6 +92,33 @@ def test_ctrl_c_stops_every_process_and_resuming_on_as_many_is_bit_exact(tmp_pat
     assert log_without_timings(tmp_path / "runs/straight") == log_without_timings(tmp_path / "runs/cut")
 
 
+LEFT_BEHIND = """
+import os, sys
+import torch
+from gancli import api
+
+torch.set_num_threads(1)
+threads = lambda: len(os.listdir("/proc/self/task"))
+before = threads()
+api.train("wgan-gp", data=sys.argv[1], epochs=1, z_dim=8, g_hidden=(32,), d_hidden=(32,), batch_size=64, eval_every=0,
+          device="cpu", name="r")
+print(os.environ["RANK"], before, threads())
+"""
+
+
+def test_a_finished_run_leaves_no_thread_of_the_process_group_running(tmp_path, data):
+    # Gloo's threads outliving the run (DistributedDataParallel kept the group alive) freed the last
+    # collective's tensors while Python shut down: an abort after "done", now and then, on either rank.
+    (tmp_path / "left_behind.py").write_text(LEFT_BEHIND)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "left_behind.py"]
+    out = subprocess.run([*command, str(data)], cwd=tmp_path, env=gan_env(tmp_path), capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    counts = sorted(line.split() for line in out.stdout.splitlines())
+    assert [rank for rank, _, _ in counts] == ["0", "1"]
+    assert all(before == after for _, before, after in counts), counts
+
+
 def children(pid: int) -> list[int]:
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
