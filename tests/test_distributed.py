@@ -30,10 +30,12 @@ def data(tmp_path) -> Path:
     return path
 
 
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+
+
 def torchrun(*args, cwd: Path) -> subprocess.Popen:
     """`torchrun --standalone --nproc-per-node 2 -m gancli ARGS`, started."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "gancli"]
-    return subprocess.Popen([*command, *map(str, args)], cwd=cwd, env=gan_env(cwd), stdout=subprocess.PIPE,
+    return subprocess.Popen([*TORCHRUN, "-m", "gancli", *map(str, args)], cwd=cwd, env=gan_env(cwd), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
 
@@ -107,11 +109,11 @@ print(os.environ["RANK"], before, threads())
 
 
 def test_a_finished_run_leaves_no_thread_of_the_process_group_running(tmp_path, data):
-    # Gloo's threads outliving the run (DistributedDataParallel kept the group alive) freed the last
-    # collective's tensors while Python shut down: an abort after "done", now and then, on either rank.
+    # Gloo's threads outliving the run (the group kept alive by torch._dynamo's late import and by
+    # DistributedDataParallel) freed the last collective's tensors while Python shut down: an abort
+    # after "done", now and then, on either rank.
     (tmp_path / "left_behind.py").write_text(LEFT_BEHIND)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "left_behind.py"]
-    out = subprocess.run([*command, str(data)], cwd=tmp_path, env=gan_env(tmp_path), capture_output=True, text=True,
+    out = subprocess.run([*TORCHRUN, "left_behind.py", str(data)], cwd=tmp_path, env=gan_env(tmp_path), capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0, out.stderr
     counts = sorted(line.split() for line in out.stdout.splitlines())
