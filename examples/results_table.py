@@ -166,6 +166,7 @@ def main() -> None:
     models = list(dict.fromkeys(row.split("+")[0] for row in args.rows))
     calibrations = [line for line in map(lambda m: calibration_line(out, m), models) if line]
     sweeps = [line for model in models for line in sweep_lines(out, args.results, model)]
+    training_hours = sum(training_seconds(out / "runs", m, pretrained_parents(m)) for m in models) / 3600
     seeds = [f"- `{base}`: " + "; ".join(f"{name} {spread(out, [base, f'{base}-seed1', f'{base}-seed2'], key)}"
                                          for name, key in (("Inception", "inception"), ("MNIST features", "mnist")))
              for base in SEEDED]
@@ -174,7 +175,8 @@ def main() -> None:
         "",
         f"Written by `examples/study.sh --epochs {args.epochs} --dcgan-epochs {args.dcgan_epochs} -n {args.n} "
         f"--inception-n {args.inception_n} --precision {args.precision} --inception-precision "
-        f"{args.inception_precision}` (rows trained so far; the script is restartable). Every model: the course's "
+        f"{args.inception_precision}` (restartable: a row without numbers is not trained or scored yet; the models "
+        f"shown trained for {training_hours:.1f} hours of wall time in all). Every model: the course's "
         f"MLP (100-256-512-1024-784), {args.precision} training, batch 64, seed 0 unless the row says seedK, "
         f"{args.epochs} epochs (WGAN-GP {max(args.epochs * 3 // 2, 1)}, as the reference), the tool's defaults "
         f"otherwise, a moving average of G (`--ema 0.999`); `dcgan`: the DCGAN, {args.dcgan_epochs} epochs. "
