@@ -24,7 +24,7 @@ from gancli.data import load_images
 from gancli.evaluation import make_evaluator
 from gancli.features import MNIST_BATCH, MNIST_WEIGHTS, mnist_input
 from gancli.models import MNISTClassifier
-from gancli.training import new_state
+from gancli.state import new_state
 
 
 def main() -> None:

@@ -32,7 +32,8 @@ from torch import nn
 from gancli.config import make_config
 from gancli.data import load_images, resolve_idx
 from gancli.models import to_unit_range
-from gancli.training import READ_EVERY, ScalarReader, new_state, train_step
+from gancli.state import new_state
+from gancli.training import READ_EVERY, ScalarReader, train_step
 
 FLOP_PER_IMAGE_STEP = 35e6
 

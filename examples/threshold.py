@@ -23,11 +23,11 @@ from pathlib import Path
 import torch
 
 import gancli
-from gancli.calibration import calibration_map
+from gancli.calibration import stored_calibration
 from gancli.data import load_samples
 from gancli.errors import GancliError
+from gancli.inference import open_checkpoint
 from gancli.sampling import score_images, threshold_accept
-from gancli.training import load_models
 
 CURVES = {"as trained": "checkpoint.safetensors", "calibrated": "checkpoint-calibrated.safetensors"}
 SAMPLE_METRICS = ("fid", "precision", "recall", "class_kl", "accepted")
@@ -59,8 +59,9 @@ def real_images(n: int) -> dict[str, torch.Tensor]:
 def real_acceptance(checkpoint: Path, thresholds: list[float], real: dict[str, torch.Tensor]) -> dict[str, list[float]]:
     """The share of each set of real images D accepts at each threshold: a discriminator that
     memorised its training set accepts training images far more often than held-out ones."""
-    config, _, D, meta = load_models(checkpoint)
-    calibration = calibration_map(meta)
+    opened = open_checkpoint(checkpoint, "cpu")
+    config, D = opened.config, opened.D
+    calibration = stored_calibration(opened.calibration, checkpoint, used=False, notify=print)
     try:
         accepts = [threshold_accept(config, t, calibration) for t in thresholds]
     except GancliError:  # a critic estimates no ratio before calibration: its points say so already

@@ -9,9 +9,10 @@ The functions live in gancli.api (docs/api.md); they are imported on first use, 
 `import gancli` (and `gan --help`) stays free of torch.
 """
 
-__version__ = "0.1.0"
-__all__ = ["GancliError", "interpolate", "resume", "sample", "score", "train"]
-_API = {"interpolate", "resume", "sample", "score", "train"}
+from gancli._version import __version__
+
+__all__ = ["GancliError", "__version__", "calibrate", "filter", "interpolate", "resume", "sample", "score", "train"]
+_API = {"calibrate", "filter", "interpolate", "resume", "sample", "score", "train"}
 
 
 def __getattr__(name: str):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from gancli.config import TrainConfig
+from gancli.config import DEFAULT_FEATURES, FEATURES, TrainConfig
 from gancli.errors import GancliError
 from gancli.streams import Samples
 
@@ -26,7 +26,6 @@ Notify = Callable[[str], None]
 ImageSource = str | Path | torch.Tensor | Samples
 # a dataset -> the features of the classifier trained on it (scripts/train_mnist_classifier.py)
 DOMAIN_FEATURES = {"mnist": "mnist"}
-FEATURES = ("auto", "inception", "mnist")
 
 
 def quiet(message: str) -> None:
@@ -71,7 +70,7 @@ def choose_features(features: str, reference: ImageSource) -> str:
     return DOMAIN_FEATURES.get(dataset_of(reference), "inception") if features == "auto" else features
 
 
-def score(generated: ImageSource, reference: ImageSource = "mnist:test", *, features: str = "auto", n: int = 10000,
+def score(generated: ImageSource, reference: ImageSource = "mnist:test", *, features: str = DEFAULT_FEATURES, n: int = 10000,
           k: int = 3, inception_weights: str | None = None, precision: str = "auto", batch_size: int | None = None,
           device: str = "auto", data_dir: str | None = None, no_cache: bool = False, notify: Notify = quiet,
           on_progress: Callable[[int, int], None] | None = None) -> dict:
@@ -79,25 +78,39 @@ def score(generated: ImageSource, reference: ImageSource = "mnist:test", *, feat
     the first `n` reference images (design note section 6), and with the MNIST classifier, class
     coverage; the protocol (extractor, weights hash, counts, reference, k) in the same dict.
 
-    `features`: inception (TF-2015 FID pool3), mnist (the shipped classifier) or auto (the
-    classifier of the reference's dataset, Inception otherwise). A classifier scoring another
-    dataset's images is allowed and says so in `notify` and in the result's `warning`.
+    `features`: inception (TF-2015 FID pool3, the default, as `gan score`'s: the published FID
+    protocol is the Inception's), mnist (the shipped classifier) or auto (the classifier of the
+    reference's dataset, Inception otherwise). A classifier scoring another dataset's images is
+    allowed and says so in `notify` and in the result's `warning`. `n` >= 2 and `k` >= 1, as the CLI checks.
     """
-    from gancli.features import MNIST_BATCH, inception_extractor, mnist_extractor, reference_features
-    from gancli.metrics import class_coverage, evaluate
-    from gancli.training import resolve_device
+    from numbers import Integral
 
+    from gancli.features import MNIST_BATCH, inception_extractor, mnist_extractor, reference_features
+    from gancli.inference import resolve_device
+    from gancli.metrics import class_coverage, evaluate
+
+    if not (isinstance(n, Integral) and n >= 2):  # a negative n would slice from the end
+        raise GancliError(f"n must be a whole number of at least 2, got {n!r}", "the metrics need 2 images of each set")
+    if not (isinstance(k, Integral) and k >= 1):
+        raise GancliError(f"k must be a whole number of at least 1, got {k!r}", "the published protocol's is 3")
+    if batch_size is not None and not (isinstance(batch_size, Integral) and batch_size >= 1):
+        raise GancliError(f"batch_size must be a whole number of at least 1, got {batch_size!r}")
+    chosen = choose_features(features, reference)
     fake = images_of(generated, data_dir)[:n]
     real = images_of(reference, data_dir)[:n]
     if len(fake) < 2 or len(real) < 2:
         raise GancliError(f"{len(fake)} generated and {len(real)} reference images: the metrics need at least 2 of each")
-    chosen = choose_features(features, reference)
     domain = dataset_of(reference)
     mismatch = (f"the {chosen} classifier's features on {domain} images: another domain's view of them"
                 if chosen != "inception" and domain not in (None, chosen) else None)
     if mismatch:
         notify(f"warning: {mismatch}")
     for name, images in (("generated", fake), ("reference", real)):
+        # The Inception's protocol maps grey to RGB and knows no other layout (RGBA's alpha has no place
+        # in it); the classifier sees grey whatever it gets: any channel count, averaged, with a warning
+        if chosen == "inception" and images.shape[1] not in (1, 3):
+            raise GancliError(f"the {name} images have {images.shape[1]} channels; the Inception takes grey (1) or RGB (3)",
+                              "convert them to grey or RGB")
         if chosen == "mnist" and tuple(images.shape[1:]) != (1, 28, 28):
             notify(f"warning: {name} images are {tuple(images.shape[1:])}; resized to grey 28x28")
     dev = resolve_device(device)
@@ -127,27 +140,33 @@ def sample(checkpoint: str | Path | None = None, n: int = 10000, seed: int = 0, 
     whose confidence reaches it (`reject_method` drs: Azadi et al. 2019), `keep_top` the
     best-scored fraction. A calibration stored by `gan calibrate` is used for rejection.
     `on_progress(kept, drawn)` after every batch."""
-    from gancli.calibration import stored_calibration
+    from gancli.inference import open_checkpoint
     from gancli.runs import resolve_checkpoint
     from gancli.sampling import generate, make_acceptance
-    from gancli.training import load_models, resolve_device
 
     if reject is not None and keep_top is not None:
         raise GancliError("--reject and --keep-top exclude each other", "choose one")
-    path = resolve_checkpoint(checkpoint, runs, best)
-    dev = resolve_device(device)
-    config, G, D, meta = load_models(path, device, raw_generator=raw_generator)
+    opened = open_checkpoint(resolve_checkpoint(checkpoint, runs, best), device, raw_generator=raw_generator)
+    config, G, D, dev = opened.config, opened.G, opened.D, opened.device
     used = reject is not None or reject_method == "drs"
     accept = make_acceptance(config, G, D, reject, method=reject_method, drs_percentile=drs_percentile, seed=seed,
-                             batch_size=batch_size, device=dev, calibration=stored_calibration(meta, path, used, notify))
+                             batch_size=batch_size, device=dev, calibration=_calibration(opened, used, notify, opened.generator_name))
     samples = generate(config, G, D, n, seed=seed, batch_size=batch_size, device=dev, accept=accept, max_draws=max_draws,
                        mix=mix, truncation=truncation, keep_top=keep_top, on_progress=on_progress)
-    if accept or keep_top:
+    if accept or keep_top is not None:
         drawn = samples.meta["drawn"]
         notify(f"accepted {len(samples)} of {drawn} draws ({len(samples) / drawn:.1%})")
-    samples.meta |= {"source": str(path), "seed": seed, "reject": reject, "reject_method": reject_method,
+    samples.meta |= {"source": str(opened.path), "seed": seed, "reject": reject, "reject_method": reject_method,
                      "keep_top": keep_top, "mix": mix, "truncation": truncation, "objective": config.label}
     return samples
+
+
+def _calibration(opened, used: bool, notify: Notify, generator: str | None = None) -> tuple[float, float] | None:
+    """The checkpoint's stored calibration map, said to `notify` when rejection uses it (warned about when
+    it was fitted on another `generator` than the one that draws)."""
+    from gancli.calibration import stored_calibration
+
+    return stored_calibration(opened.calibration, opened.path, used, notify, generator)
 
 
 def interpolate(checkpoint: str | Path | None = None, seeds: tuple[int, ...] = tuple(range(8)), steps: int = 10, *,
@@ -155,16 +174,16 @@ def interpolate(checkpoint: str | Path | None = None, seeds: tuple[int, ...] = t
                 runs: str | None = None, device: str = "auto", notify: Notify = quiet) -> Samples:
     """One row of `steps` images per seed, from one pair of latent endpoints to the other (slerp,
     White 2016, or lerp), row-major; with `reject`, both endpoints are draws the discriminator accepts."""
-    from gancli.calibration import stored_calibration
+    from gancli.inference import open_checkpoint
     from gancli.models import to_uint8
     from gancli.runs import resolve_checkpoint
     from gancli.sampling import forward_rows, interpolation_latents, score_images, threshold_accept
-    from gancli.training import load_models, resolve_device
 
-    path = resolve_checkpoint(checkpoint, runs, best)
-    dev = resolve_device(device)
-    config, G, D, meta = load_models(path, device, raw_generator=raw_generator)
-    accept = None if reject is None else threshold_accept(config, reject, stored_calibration(meta, path, True, notify))
+    if not seeds:
+        raise GancliError("interpolation needs at least one seed (one row)")
+    opened = open_checkpoint(resolve_checkpoint(checkpoint, runs, best), device, raw_generator=raw_generator)
+    config, G, D, dev = opened.config, opened.G, opened.D, opened.device
+    accept = None if reject is None else threshold_accept(config, reject, _calibration(opened, True, notify, opened.generator_name))
 
     def endpoints(seed: int) -> torch.Tensor:
         rng = torch.Generator().manual_seed(seed)
@@ -179,7 +198,72 @@ def interpolate(checkpoint: str | Path | None = None, seeds: tuple[int, ...] = t
     ends = torch.stack([endpoints(seed) for seed in seeds])
     z = interpolation_latents(ends[:, 0], ends[:, 1], steps, mode)
     return Samples(to_uint8(forward_rows(G, z, 500, dev)), z, None,
-                   {"source": str(path), "mode": mode, "seeds": list(seeds), "steps": steps})
+                   {"source": str(opened.path), "mode": mode, "seeds": list(seeds), "steps": steps})
+
+
+def filter(source: ImageSource, checkpoint: str | Path | None = None, *, reject: float | None = None,
+           keep_top: float | None = None, best: bool = False, runs: str | None = None, batch_size: int = 500,
+           device: str = "auto", data_dir: str | None = None, notify: Notify = quiet) -> Samples:
+    """The images of `source` that a checkpoint's discriminator accepts: confidence r/(1+r) >= `reject`
+    (through its stored calibration, if any), or the `keep_top` best-scored fraction; exactly one of the
+    two. Each kept image carries its raw discriminator score."""
+    from gancli.data import load_samples
+    from gancli.inference import open_checkpoint
+    from gancli.runs import resolve_checkpoint
+    from gancli.sampling import score_images, threshold_accept, top_fraction
+
+    if (reject is None) == (keep_top is None):
+        raise GancliError("give exactly one of --reject CONFIDENCE or --keep-top FRACTION")
+    opened = open_checkpoint(resolve_checkpoint(checkpoint, runs, best), device)
+    accept = threshold_accept(opened.config, reject, _calibration(opened, True, notify)) if reject is not None else None
+    if isinstance(source, Samples):
+        samples = source
+    elif isinstance(source, torch.Tensor):
+        samples = Samples(images_of(source))
+    else:
+        samples = load_samples(str(source), data_dir)
+    samples = Samples(samples.images, samples.z, score_images(opened.config, opened.D, samples.images, batch_size, opened.device),
+                      dict(samples.meta))
+    keep = accept(samples.score).nonzero().squeeze(1) if accept else top_fraction(samples.score, keep_top)
+    kept = samples.select(keep)
+    notify(f"kept {len(kept)} of {len(samples)} ({len(kept) / max(len(samples), 1):.1%})")
+    return kept
+
+
+def calibrate(checkpoint: str | Path | None = None, reference: ImageSource = "mnist:test", *, n: int = 10000, seed: int = 0,
+              output: str | Path | None = None, best: bool = False, raw_generator: bool = False, runs: str | None = None,
+              batch_size: int = 500, device: str = "auto", data_dir: str | None = None) -> tuple[Path, dict]:
+    """Fit the discriminator's Platt map (calibration.py) on the first `n` `reference` images, held out
+    from training, against as many fresh samples, and write a copy of the checkpoint that holds it
+    (`output`, default CHECKPOINT-calibrated.safetensors beside it; never the checkpoint itself).
+    Returns that path and the stored calibration."""
+    from gancli.calibration import calibrate as fit
+    from gancli.calibration import check_held_out
+    from gancli.checkpoint import write_checkpoint
+    from gancli.config import MIN_CALIBRATION_IMAGES
+    from gancli.inference import open_checkpoint
+    from gancli.runs import resolve_checkpoint
+    from gancli.sampling import generate, score_images
+
+    path = resolve_checkpoint(checkpoint, runs, best)
+    out = Path(output) if output else path.with_name(f"{path.stem}-calibrated.safetensors")
+    if out.resolve() == path.resolve():
+        raise GancliError(f"-o {out} is the checkpoint itself: calibration writes a new one", "pick another -o")
+    opened = open_checkpoint(path, device, raw_generator=raw_generator)
+    config, dev = opened.config, opened.device
+    if isinstance(reference, (str, Path)):
+        check_held_out(config.data, str(reference))
+    if n < MIN_CALIBRATION_IMAGES:
+        raise GancliError(f"-n {n}: calibration needs at least {MIN_CALIBRATION_IMAGES} images of each kind")
+    real = images_of(reference, data_dir)[:n]
+    if len(real) < MIN_CALIBRATION_IMAGES:
+        raise GancliError(f"--ref {describe(reference)} holds {len(real)} images; calibration needs at least "
+                          f"{MIN_CALIBRATION_IMAGES}", "pass a larger held-out reference, e.g. mnist:test")
+    fake = generate(config, opened.G, opened.D, len(real), seed=seed, batch_size=batch_size, device=dev)
+    result = fit(config, score_images(config, opened.D, real, batch_size, dev), fake.score)
+    result |= {"reference": describe(reference), "seed": seed, "generator": opened.generator_name, "source": str(path)}
+    write_checkpoint(out, replace(opened.record, calibration=result))
+    return out, result
 
 
 @dataclass(frozen=True)
@@ -205,12 +289,13 @@ def train(objective: str | TrainConfig = "vanilla", *, epochs: int | None = None
     from gancli.config import make_config, validate
     from gancli.data import load_images
     from gancli.distributed import joined
-    from gancli.runs import discarded_unless_saved, new_run_dir, runs_root
-    from gancli.training import new_state
+    from gancli.runs import check_run_name, discarded_unless_saved, new_run_dir, runs_root
+    from gancli.state import new_state
 
+    check_run_name(name)  # bad options fail before the data loads
     if isinstance(objective, TrainConfig):
-        config = validate(replace(objective, **options, **({"epochs": epochs} if epochs else {})))
-    else:  # bad options fail before the data loads
+        config = validate(replace(objective, **options, **({"epochs": epochs} if epochs is not None else {})))
+    else:
         config = make_config(objective, epochs=epochs, **options)
     images = load_images(config.data, data_dir)
     config = validate(replace(config, image_shape=tuple(images.shape[1:])))
@@ -227,12 +312,13 @@ def resume(checkpoint: str | Path | None = None, *, epochs: int | None = None, u
            device: str = "auto", callbacks: Callbacks = Callbacks(), **options) -> Path:
     """Continue a run bit-exactly (default: the latest) and return the folder it trained: the run
     itself, or a new child run when the objective changes (div=..., alpha=..., g_loss=...) or the
-    checkpoint is not a run's latest. The rules are `training.resume_run`'s (`gan resume --help`)."""
+    checkpoint is not a run's latest. The rules are `resuming.plan_resume`'s (`gan resume --help`)."""
     from gancli.data import load_images
     from gancli.distributed import joined
-    from gancli.runs import discarded_unless_saved, resolve_checkpoint
-    from gancli.training import resume_run
+    from gancli.resuming import resume_run
+    from gancli.runs import check_run_name, discarded_unless_saved, resolve_checkpoint
 
+    check_run_name(name)
     with joined(device) as (world, device):
         resumed = resume_run(resolve_checkpoint(checkpoint, runs), options, epochs=epochs, until_epoch=until_epoch,
                              runs=runs, name=name, device=device, reset_optimizer=reset_optimizer, world=world)

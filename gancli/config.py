@@ -22,6 +22,12 @@ OPTIMIZERS = ("adam", "rmsprop", "sgd")
 G_LOSSES = ("alternative", "minimax")
 LR_DECAYS = ("none", "linear", "cosine")
 PRECISIONS = ("fp32", "bf16")
+# gan score --features and gancli.score's features (api.choose_features). The default is the Inception:
+# the published FID protocol is its; auto would give classifier FIDs on MNIST that no paper's table has.
+FEATURES = ("inception", "mnist", "auto")
+DEFAULT_FEATURES = "inception"
+REJECT_METHODS = ("threshold", "drs")  # gan sample --reject-method (sampling.make_acceptance)
+INTERPOLATION_MODES = ("slerp", "lerp")  # gan interpolate --mode (sampling.interpolation_latents)
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -150,6 +156,11 @@ OBJECTIVE_DEFAULTS: dict[str, dict] = {
 }
 
 
+# `gan calibrate` fits on half of its images and measures on the other half: two of each kind each
+MIN_CALIBRATION_IMAGES = 4
+MNIST_EVAL_EVERY = 1  # a new run on MNIST data is evaluated after every epoch
+
+
 def mnist_data(data: str) -> bool:
     """Whether a run's --data is MNIST (either split, any slice): the per-epoch evaluation's classifier knows digits only."""
     return data.split("[")[0].split(":")[0] == "mnist"
@@ -161,7 +172,7 @@ def make_config(objective: str, **overrides) -> TrainConfig:
     if objective not in OBJECTIVES:
         raise GancliError(f"unknown objective {objective!r}", f"choose one of {', '.join(OBJECTIVES)}")
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    evaluation = {"eval_every": 1} if mnist_data(overrides.get("data", TrainConfig.data)) else {}
+    evaluation = {"eval_every": MNIST_EVAL_EVERY} if mnist_data(overrides.get("data", TrainConfig.data)) else {}
     config = validate(TrainConfig(**{"objective": objective, **OBJECTIVE_DEFAULTS[objective], **evaluation, **overrides}))
     check_objective_options(config, overrides)
     return config
@@ -193,7 +204,7 @@ def validate(c: TrainConfig) -> TrainConfig:
     _check(c.arch != "dcgan" or (c.image_shape[1] % 4 == 0 and c.image_shape[2] % 4 == 0),
            f"--arch dcgan needs image sides divisible by 4, got {c.image_shape[1]}x{c.image_shape[2]}", "use --arch mlp")
     _check(0.0 <= c.d_dropout < 1.0, "--d-dropout must be in [0, 1)")
-    _check(c.epochs >= 0 and c.batch_size > 0 and c.n_critic > 0 and c.ms_every > 0 and c.r1_every > 0,
+    _check(c.epochs > 0 and c.batch_size > 0 and c.n_critic > 0 and c.ms_every > 0 and c.r1_every > 0,
            "--epochs, --batch-size, --n-critic, --ms-every and --r1-every must be positive")
     _check(c.lr_g > 0 and c.lr_d > 0, "learning rates must be positive")
     _check(len(c.betas) == 2 and all(0.0 <= b < 1.0 for b in c.betas), "--betas takes two numbers in [0, 1)", "e.g. 0.5,0.999")

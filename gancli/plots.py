@@ -6,10 +6,13 @@ other commands start without it.
 
 from __future__ import annotations
 
+import io
+from collections.abc import Callable
 from pathlib import Path
 
+from gancli.checkpoint import atomic_write
 from gancli.errors import GancliError
-from gancli.runs import run_history
+from gancli.runs import number, run_history
 
 # panel title -> the log fields it draws (solid, then dashed) and whether its y axis is logarithmic
 PANELS: dict[str, tuple[tuple[str, ...], bool]] = {
@@ -37,7 +40,7 @@ def run_series(run: Path) -> dict:
     series: dict[str, list] = {}
     for record in records:
         for key in fields & record.keys():
-            if isinstance(record[key], (int, float)):
+            if number(record[key]) is not None:  # a NaN or a string is no point of a curve (nor valid JSON)
                 series.setdefault(key, []).append([record["epoch"], record[key]])
     return {"run": run.name, "path": str(run), "switches": switches, "series": series}
 
@@ -105,18 +108,35 @@ def plot_curves(runs: list[Path], output: Path) -> dict:
     handles = [plt.Line2D([], [], color=colour) for colour in colours[:len(curves)]]
     fig.legend(handles, labels, loc="upper center", ncol=min(len(curves), 3), fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / (2.8 * rows + 0.6) * (1 + (len(curves) - 1) // 3)))
+    buffer = io.BytesIO()  # then one atomic write: a full disk leaves no truncated figure
     try:
-        fig.savefig(output, dpi=100)
-    except OSError as e:
-        raise GancliError(f"cannot write {output}: {e.strerror}") from None
+        fig.savefig(buffer, format=output.suffix[1:].lower(), dpi=100)
     finally:
         plt.close(fig)
+    atomic_write(output, buffer.getvalue())
     return {"output": str(output), "panels": panels, "runs": curves}
 
 
-def grids_animation(run: Path, output: Path, frame_ms: int = 300) -> int:
-    """The run's grids/epoch-NNN.png as an animated GIF, each frame captioned with its epoch; returns the frame count."""
+def _captioned(path: Path, caption: str):
+    """A grid PNG under a white band with `caption`, or None where the file is no readable image (empty, truncated)."""
     from PIL import Image, ImageDraw
+
+    try:
+        with Image.open(path) as grid:
+            frame = Image.new("RGB", (grid.width, grid.height + 16), "white")
+            frame.paste(grid.convert("RGB"), (0, 16))
+    except (OSError, SyntaxError, ValueError):  # PIL's kinds for a damaged file: unidentified, truncated, bad chunk
+        return None
+    ImageDraw.Draw(frame).text((4, 2), caption, fill="black")
+    return frame
+
+
+def grids_animation(run: Path, output: Path, frame_ms: int = 300, warn: Callable[[str], None] = lambda message: None) -> int:
+    """The run's grids/epoch-NNN.png as an animated GIF, each frame captioned with its epoch; returns the frame count.
+
+    An unreadable grid (a run killed or a disk full while it was written) is left out and said to `warn`:
+    the other epochs still animate, and each frame's caption shows which epochs are there."""
+    from gancli.streams import save_animation
 
     if output.suffix.lower() != ".gif":
         raise GancliError(f"-o {output}: --grids writes an animated .gif", "e.g. -o evolution.gif")
@@ -125,13 +145,12 @@ def grids_animation(run: Path, output: Path, frame_ms: int = 300) -> int:
         raise GancliError(f"{run} has no grids/epoch-*.png yet", "they are written after every epoch")
     frames = []
     for path in grids:
-        with Image.open(path) as grid:
-            frame = Image.new("RGB", (grid.width, grid.height + 16), "white")
-            frame.paste(grid.convert("RGB"), (0, 16))
-        ImageDraw.Draw(frame).text((4, 2), f"{run.name}  epoch {int(path.stem.split('-')[1])}", fill="black")
-        frames.append(frame.convert("P"))
-    try:
-        frames[0].save(output, save_all=True, append_images=frames[1:], duration=frame_ms, loop=0)
-    except OSError as e:
-        raise GancliError(f"cannot write {output}: {e.strerror}") from None
+        frame = _captioned(path, f"{run.name}  epoch {int(path.stem.split('-')[1])}")
+        if frame is None:
+            warn(f"{path} is no readable PNG: left out")
+        else:
+            frames.append(frame)
+    if not frames:
+        raise GancliError(f"none of the {len(grids)} grids in {run / 'grids'} is a readable PNG", "train an epoch to write one")
+    save_animation(frames, output, frame_ms)
     return len(frames)

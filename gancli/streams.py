@@ -2,11 +2,14 @@
 
 `images` uint8 [N, C, H, W] (required), `z` float32 [N, z_dim] and `score` float32 [N]
 (optional); provenance (source checkpoint, seed, ...) in the metadata.
-Writers take `-` (stdout), a `.safetensors` path, or a folder (one PNG per image).
+Writers take `-` (stdout), a `.safetensors` path, or a new or empty folder (one PNG per image);
+pictures of them (a grid, an animation) are single PNG or GIF files, written atomically.
 """
 
 from __future__ import annotations
 
+import io
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +19,9 @@ import torch
 
 from gancli.checkpoint import atomic_write, decode, encode
 from gancli.errors import GancliError
+
+SAMPLES_FILE = ".safetensors"
+PICTURES = (".png", ".gif")  # a grid, an animation: what `gan interpolate -o` also writes
 
 
 @dataclass
@@ -77,8 +83,30 @@ def tile(images: torch.Tensor, nrow: int, padding: int = 2) -> torch.Tensor:
     return picture
 
 
+def _save_picture(path: Path | str, picture, format: str, **options) -> None:
+    """A PIL picture encoded in memory, then written with atomic_write: a failure (a full disk) is its
+    one-line GancliError and leaves no partial file."""
+    buffer = io.BytesIO()
+    picture.save(buffer, format=format, **options)
+    atomic_write(Path(path), buffer.getvalue())
+
+
 def save_png_grid(images: torch.Tensor, path: Path | str, nrow: int = 8) -> None:
-    to_pil(tile(images, nrow)).save(path)
+    """uint8 [N, C, H, W] -> one PNG, nrow images a row (tile)."""
+    _save_picture(path, to_pil(tile(images, nrow)), "PNG")
+
+
+def save_animation(pictures: list, path: Path | str, frame_ms: int) -> None:
+    """PIL pictures -> an animated GIF, one frame each, frame_ms apart, looping."""
+    first, *rest = [picture.convert("P") for picture in pictures]
+    _save_picture(path, first, "GIF", save_all=True, append_images=rest, duration=frame_ms, loop=0)
+
+
+def save_gif(frames: torch.Tensor, path: Path | str) -> None:
+    """uint8 [pairs, steps, C, H, W] -> an animated GIF: one frame per step, pairs side by side, there and back."""
+    steps = frames.shape[1]
+    order = list(range(steps)) + list(range(steps - 2, 0, -1))
+    save_animation([to_pil(tile(frames[:, t], nrow=frames.shape[0])) for t in order], path, frame_ms=80)
 
 
 def write_png_folder(images: torch.Tensor, folder: Path) -> None:
@@ -88,16 +116,45 @@ def write_png_folder(images: torch.Tensor, folder: Path) -> None:
         to_pil(image).save(folder / f"{i:0{width}d}.png")
 
 
+def check_picture(path: Path | str, option: str, formats: tuple[str, ...] = PICTURES) -> None:
+    """Refuse, before any work, a picture file (a grid, an animation) that could not be written: of
+    another format, in a folder that does not exist, or a folder itself."""
+    path = Path(path)
+    if path.suffix.lower() not in formats:
+        raise GancliError(f"{option} {path}: writes {' or '.join(formats)} files", f"e.g. {option} grid{formats[0]}")
+    if not path.parent.is_dir():
+        raise GancliError(f"{option} {path}: no folder {path.parent}", "create it first")
+    if path.is_dir():
+        raise GancliError(f"{option} {path} is a folder", "name a file in it")
+
+
 def check_destination(dest: str) -> None:
-    """Refuse, before any work, a destination that write_samples could not write."""
+    """Refuse, before any work, a destination that write_samples could not write, or whose images would
+    mix with others: a folder that holds files (they would be counted with these by `gan score DIR`), or a
+    new name with an extension no writer knows (samples.npz), which would else become a folder of PNGs."""
     path = Path(dest)
     if dest == "-":
         return
-    if not dest.endswith(".safetensors") and path.exists() and not path.is_dir():
-        raise GancliError(f"{dest} exists and is not a folder", "name a folder, a .safetensors file, or -")
     existing = next(p for p in (path, *path.parents) if p.exists())
     if existing != path and not existing.is_dir():
         raise GancliError(f"cannot write {dest}: {existing} is a file, not a folder")
+    if path.is_dir():
+        if dest.endswith(SAMPLES_FILE):
+            raise GancliError(f"{dest} is a folder", f"name a new {SAMPLES_FILE} file")
+        try:
+            held = next(path.iterdir(), None)
+        except OSError as e:
+            raise GancliError(f"cannot read folder {dest}: {e.strerror}") from None
+        if held is not None:
+            raise GancliError(f"{dest} already holds files: the images written would mix with them",
+                              "name an empty or new folder")
+    elif dest.endswith(SAMPLES_FILE):
+        return
+    elif path.exists():
+        raise GancliError(f"{dest} exists and is not a folder", f"name a folder, a {SAMPLES_FILE} file, or -")
+    elif path.suffix and not dest.endswith(os.sep):  # a name ending in / is a folder, whatever its dots
+        raise GancliError(f"{dest}: images are written to -, a {SAMPLES_FILE} file or a folder of PNGs, "
+                          f"no {path.suffix} files", f"name a folder such as {path.stem}/, or {path.stem}{SAMPLES_FILE}")
 
 
 def write_samples(samples: Samples, dest: str, stdout: BinaryIO | None = None) -> None:
@@ -107,7 +164,7 @@ def write_samples(samples: Samples, dest: str, stdout: BinaryIO | None = None) -
         out = stdout or sys.stdout.buffer
         out.write(encode_samples(samples))
         out.flush()
-    elif dest.endswith(".safetensors"):
+    elif dest.endswith(SAMPLES_FILE):
         atomic_write(Path(dest), encode_samples(samples))
     else:
         try:

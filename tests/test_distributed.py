@@ -15,8 +15,10 @@ import torch
 from gancli import checkpoint as ckpt
 from gancli import training
 from gancli.errors import GancliError
+from gancli.inference import open_checkpoint
+from gancli.state import new_state
 from gancli.streams import Samples, write_samples
-from gancli.training import new_state, train
+from gancli.training import train
 from tests.conftest import TINY, assert_same_checkpoint, gan_env, log_without_timings, synthetic_images, tiny_config
 
 # 512 images at a global batch of 64: 8 steps an epoch, 32 images a step on each of 2 processes
@@ -147,8 +149,8 @@ def test_killing_one_process_ends_the_others_and_keeps_the_checkpoint(tmp_path, 
     run.communicate(timeout=60)
     assert run.returncode != 0 and time.time() - killed < 30
     assert not any(Path(f"/proc/{pid}").exists() and "gancli" in Path(f"/proc/{pid}/cmdline").read_text() for pid in ranks)
-    _, G, _, meta = training.load_models(checkpoint)  # whole: written atomically by rank 0
-    assert meta["epoch"] >= 1 and all(torch.isfinite(p).all() for p in G.parameters())
+    opened = open_checkpoint(checkpoint, "cpu")  # whole: written atomically by rank 0
+    assert opened.record.progress.epoch >= 1 and all(torch.isfinite(p).all() for p in opened.G.parameters())
 
 
 def test_a_value_read_late_still_names_its_step_and_nothing_is_saved_after_it(tmp_path, monkeypatch):
@@ -176,5 +178,5 @@ def test_a_value_read_late_still_names_its_step_and_nothing_is_saved_after_it(tm
 def test_a_run_trained_on_the_gpu_samples_on_the_cpu(tmp_path):
     state = train(new_state(tiny_config(epochs=2, ema=0.9), "cuda"), synthetic_images(), tmp_path)
     assert state.step == 16 and all(p.is_cuda for p in state.G.parameters())
-    _, G, _, _ = training.load_models(tmp_path / "checkpoint.safetensors", "cpu")
+    G = open_checkpoint(tmp_path / "checkpoint.safetensors", "cpu").G
     assert all(torch.isfinite(p).all() for p in G.parameters())

@@ -4,7 +4,9 @@ import torch
 
 from gancli import checkpoint as ckpt
 from gancli.models import to_uint8, to_unit_range
-from gancli.training import ema_decay, new_state, resume_run, train, train_step
+from gancli.resuming import resume_run
+from gancli.state import new_state
+from gancli.training import ema_decay, train, train_step
 from tests.conftest import synthetic_images, tiny_config
 
 

@@ -27,7 +27,7 @@ def smoke(tmp_path_factory):
     base = tmp_path_factory.mktemp("study")
     for split, prefix in (("train", "train"), ("test", "t10k")):
         images = synthetic_images(512, side=28, seed=len(split)).squeeze(1).numpy()
-        write_idx(base / "mnist", f"{prefix}-images-idx3-ubyte", images)
+        write_idx(base / "mnist" / "mnist", f"{prefix}-images-idx3-ubyte", images)
     result = study(base / "out", base / "mnist")
     assert result.returncode == 0, result.stderr.decode()[-3000:]
     return base

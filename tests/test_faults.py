@@ -14,14 +14,18 @@ import time
 from pathlib import Path
 
 import pytest
+import safetensors.torch
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gancli import checkpoint as ckpt
 from gancli.errors import GancliError
+from gancli.inference import networks, open_checkpoint
+from gancli.runs import read_log
+from gancli.state import new_state, restore_state, save_state
 from gancli.streams import Samples, read_samples, write_samples
-from gancli.training import load_models, load_state, new_state, save_state, train
+from gancli.training import train
 from tests.conftest import TINY, gan_env, synthetic_images, tiny_config
 
 
@@ -53,7 +57,7 @@ def bad(tmp_path_factory):
     forged(d / "future.safetensors", raw, lambda m: m.update(schema=99))
     forged(d / "no-epoch.safetensors", raw, lambda m: m.pop("epoch"))
     forged(d / "bad-optimizer.safetensors", raw, lambda m: m.update(optimizers={"G": 1}))
-    (d / "no-meta.safetensors").write_bytes(ckpt.st_save({"x": torch.zeros(2)}))
+    (d / "no-meta.safetensors").write_bytes(safetensors.torch.save({"x": torch.zeros(2)}))
     (d / "float-images.safetensors").write_bytes(ckpt.encode({"images": torch.zeros(4, 1, 8, 8)}, {"kind": "samples"}))
     (d / "no-images.safetensors").write_bytes(ckpt.encode({"z": torch.zeros(4, 8)}, {"kind": "samples"}))
     (d / "bad-score.safetensors").write_bytes(ckpt.encode(
@@ -110,6 +114,14 @@ CASES = [
     ("score {d}/runs/ok/checkpoint.safetensors --features mnist", None, "expected 'samples'"),
     ("filter --ckpt {d}/runs/ok --keep-top 0.5 {d}/big-images.safetensors -o x.safetensors", None, "discriminator expects"),
     # folders and data sources
+    ("compare {d}/runs/ok/checkpoint.safetensors {d}/tiny.safetensors", None, "is a binary file, not JSON"),
+    ("compare {d}/mixed/a.png {d}/mixed/b.png", None, "is a binary file, not JSON"),
+    ("compare - {d}/existing.txt", b'{"extractor": "x", "fid": NaN}', "stdin: fid is nan, not a finite number"),
+    ("compare - {d}/existing.txt", b'{"extractor": "x", "fid": "12"}', "stdin: fid is str '12', not a number"),
+    ("compare - {d}/existing.txt", b'{"extractor": "x", "fid": [1]}', "stdin: fid is list '[1]', not a number"),
+    ("compare - {d}/existing.txt", b"[" * 100000, "stdin is not JSON"),
+    ("score --ref {d}/tiny.safetensors", ckpt.encode({"images": torch.zeros(4, 4, 8, 8, dtype=torch.uint8)}, {"kind": "samples"}),
+     "have 4 channels; the Inception takes grey (1) or RGB (3)"),
     ("train vanilla --data {d}/empty", None, "no images in folder"),
     ("train vanilla --data {d}/texts", None, "1 other files"),
     ("train vanilla --data {d}/mixed", None, "differ in size"),
@@ -170,6 +182,16 @@ CASES = [
     ("sample {d}/runs/ok --reject-method mh", None, "--reject-method"),
     ("interpolate {d}/runs/ok --mode cubic", None, "--mode"),
     # conflicting, locked, unwritable or clashing choices
+    ("sample {d}/runs/ok -n 4 -o {d}/texts", None, "already holds files"),
+    ("filter --ckpt {d}/runs/ok --keep-top 0.5 {d}/tiny.safetensors -o {d}/texts", None, "already holds files"),
+    ("interpolate {d}/runs/ok --pairs 2 -o {d}/texts", None, "already holds files"),
+    ("sample {d}/runs/ok -n 4 -o samples.npz", None, "no .npz files"),
+    ("sample {d}/runs/ok -n 4 -o x.docx", None, "no .docx files"),
+    ("interpolate {d}/runs/ok --pairs 2 -o x.jpg", None, "no .jpg files"),
+    ("sample {d}/runs/ok -n 4 -o x.safetensors --grid g.jpg", None, "--grid g.jpg: writes .png files"),
+    ("interpolate {d}/runs/ok --pairs 2 -o {d}/nofolder/g.png", None, "no folder"),
+    ("interpolate {d}/runs/ok --pairs 2 -o {d}/nofolder/a.gif", None, "no folder"),
+    ("sample {d}/runs/ok -n 4 --truncation inf -o x.safetensors", None, "--truncation takes a finite bound"),
     ("sample {d}/runs/ok --reject 0.6 --keep-top 0.5", None, "exclude each other"),
     ("filter --ckpt {d}/runs/ok {d}/tiny.safetensors -o x.safetensors", None, "exactly one of"),
     ("resume {d}/runs/ok --d-dropout 0.3", None, "cannot change d_dropout"),
@@ -181,6 +203,7 @@ CASES = [
     ("sample {d}/runs/ok -n 4 -o {d}/afile/x.safetensors", None, "is a file, not a folder"),
     ("sample {d}/runs/ok -n 4 -o {d}/existing.txt", None, "exists and is not a folder"),
     ("sample {d}/runs/ok -n 4 -o x.safetensors --grid {d}/nofolder/g.png", None, "no folder"),
+    ("sample {d}/runs/ok -n 4 -o {d}/empty --grid {d}/empty/g.png", None, "would mix with the images"),
     ("filter --ckpt {d}/runs/ok --keep-top 0.5 {d}/tiny.safetensors -o {d}/existing.txt", None, "not a folder"),
     # evaluation, runs and plots
     ("train vanilla --data {d}/tiny.safetensors --eval-every 1", None, "MNIST digit classifier"),
@@ -189,6 +212,8 @@ CASES = [
     ("train vanilla --ema 1", None, "--ema"),
     ("calibrate {d}/junk.safetensors --ref {d}/tiny.safetensors", None, "not a readable safetensors"),
     ("calibrate {d}/runs/ok -n 1", None, "-n"),
+    ("calibrate {d}/runs/ok --ref mnist[:100]", None, "overlaps the run's training data"),
+    ("calibrate {d}/runs/ok --ref {d}/tiny.safetensors[:3]", None, "--ref"),
     ("calibrate {d}/runs/ok --ref {d}/empty", None, "no images in folder"),
     ("calibrate {d}/runs/ok --ref {d}/tiny.safetensors -o {d}/runs/ok/checkpoint.safetensors", None, "the checkpoint itself"),
     ("train vanilla --ema -0.1", None, "--ema"),
@@ -242,16 +267,20 @@ def good_checkpoint() -> bytes:
 
 
 def read_as_everything(raw: bytes, tmp_path) -> None:
-    """Every reader of gancli files on `raw`: each may refuse it with a GancliError, nothing else."""
-    for reader in (lambda: read_samples(raw, "fuzz"), lambda: load_models("fuzz", "cpu", ckpt.decode(raw, "fuzz", "gan"))):
-        try:
-            reader()
-        except GancliError:
-            pass
+    """Every reader of gancli files on `raw`: the samples reader, and the one checkpoint reader with what
+    consumes its record (the networks for inference, the training state for resume, the header reader
+    of `gan runs`); each may refuse it with a GancliError, nothing else."""
+    try:
+        read_samples(raw, "fuzz")
+    except GancliError:
+        pass
     path = tmp_path / "fuzz.safetensors"
     path.write_bytes(raw)
+    ckpt.read_header(path)  # None or a header, never an exception
     try:
-        load_state(path)
+        record = ckpt.decode_checkpoint(raw, "fuzz")
+        networks(record, "fuzz")
+        restore_state(record, "fuzz", record.config, record.progress, parent=None, keep_optimizer=True)
     except GancliError:
         pass
 
@@ -297,8 +326,8 @@ def test_fuzz_forged_headers(tmp_path, header, length_slack):
 
 def test_a_forged_config_claiming_huge_layers_allocates_nothing(bad):
     """2^30-wide layers would be 2^38 bytes of weights: refused from the shapes before building them."""
-    probe = ("import resource, sys; from gancli.training import load_models\n"
-             "try: load_models(sys.argv[1])\nexcept Exception as e: print(type(e).__name__)\n"
+    probe = ("import resource, sys; from gancli.inference import open_checkpoint\n"
+             "try: open_checkpoint(sys.argv[1], 'cpu')\nexcept Exception as e: print(type(e).__name__)\n"
              "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
     result = subprocess.run([sys.executable, "-c", probe, str(bad / "huge-config.safetensors")], capture_output=True,
                             timeout=120, env=gan_env(bad))
@@ -327,7 +356,7 @@ def test_a_failed_checkpoint_write_keeps_the_previous_checkpoint(cli, tiny_data,
     assert not [p for p in checkpoint.parent.iterdir() if p.name.endswith(".tmp")]
     monkeypatch.setattr(ckpt.os, "fsync", real_fsync)
     assert cli("resume", "runs/a", "--epochs", "1", "--device", "cpu").exit_code == 0  # the extra log line is dropped
-    assert [json.loads(line)["epoch"] for line in (tmp_path / "runs/a/log.jsonl").read_text().splitlines()] == [1, 2]
+    assert [r["epoch"] for r in read_log(tmp_path / "runs/a")] == [1, 2]
 
 
 def test_kill_9_at_random_moments_never_loses_a_checkpoint(tmp_path, tiny_data):
@@ -348,11 +377,11 @@ def test_kill_9_at_random_moments_never_loses_a_checkpoint(tmp_path, tiny_data):
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         _, meta = ckpt.read_file(run / "checkpoint.safetensors", "gan")  # loads after every kill
-        load_models(run / "checkpoint.safetensors")
+        open_checkpoint(run / "checkpoint.safetensors", "cpu")
         command = [sys.executable, "-m", "gancli", "resume", str(run), "--until-epoch", str(epochs), "--device", "cpu"]
     assert meta["epoch"] < epochs, "the kills came too late to test anything"
     done = subprocess.run(command, cwd=tmp_path, env=gan_env(tmp_path), capture_output=True, timeout=300)
     assert done.returncode == 0, done.stderr.decode()
     _, meta = ckpt.read_file(run / "checkpoint.safetensors", "gan")
-    logged = [json.loads(line)["epoch"] for line in (run / "log.jsonl").read_text().splitlines()]
+    logged = [r["epoch"] for r in read_log(run)]
     assert meta["epoch"] == epochs and logged == list(range(1, epochs + 1))

@@ -15,7 +15,10 @@ from tests.conftest import shell, synthetic_images
 @pytest.fixture(scope="module")
 def fid_state_dict():
     torch.manual_seed(0)
-    net = _fid_blocks()
+    net = _fid_blocks().to_empty(device="cpu")  # built on the meta device: given storage, then initialised
+    for module in net.modules():
+        if hasattr(module, "reset_parameters"):
+            module.reset_parameters()
     with torch.no_grad():  # batch-norm statistics away from (0, 1), so folding them is really exercised
         for module in net.modules():
             if isinstance(module, torch.nn.BatchNorm2d):

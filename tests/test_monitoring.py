@@ -9,23 +9,26 @@ import torch
 from PIL import Image
 
 from gancli import checkpoint as ckpt
+from gancli.config import TrainConfig
 from gancli.errors import GancliError, TrainingInterrupted
 from gancli.evaluation import EVAL_FIELDS, make_evaluator
-from gancli.runs import list_runs, resolve_checkpoint, run_summary
-from gancli.training import TIMING_FIELDS, new_state, resume_run, train
+from gancli.resuming import resume_run
+from gancli.runs import list_runs, read_log, resolve_checkpoint, run_summary
+from gancli.state import new_state
+from gancli.training import TIMING_FIELDS, train
 from tests.conftest import TINY, shell, synthetic_images, tiny_config, write_idx
 
 TAB10_BLUE, TAB10_ORANGE = (31, 119, 180), (255, 127, 14)  # the first two runs' colours in `gan plot`
 
 
 def logged(run):
-    return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    return read_log(run)
 
 
-def scripted_fids(*fids):
-    """An evaluator whose FIDs are given: it decides which epoch is best."""
+def scripted_fids(*fids, eval_n: int = TrainConfig.eval_n):
+    """An evaluator whose FIDs are given, over `eval_n` images as the real one says: it decides which epoch is best."""
     left = list(fids)
-    return lambda G: {"fid": left.pop(0)}
+    return lambda G: {"fid": left.pop(0), "eval_n": eval_n}
 
 
 @pytest.fixture
@@ -167,7 +170,8 @@ def test_runs_lists_finished_interrupted_diverged_and_running(cli, tmp_path):
 def test_eval_plot_runs_and_best_sampling_pipeline(tmp_path):
     """The shell session a user would type, on a synthetic MNIST with a test split."""
     for split, prefix in (("train", "train"), ("test", "t10k")):
-        write_idx(tmp_path / "mnist", f"{prefix}-images-idx3-ubyte", synthetic_images(256, side=28, seed=len(split)).squeeze(1).numpy())
+        images = synthetic_images(256, side=28, seed=len(split)).squeeze(1).numpy()
+        write_idx(tmp_path / "mnist" / "mnist", f"{prefix}-images-idx3-ubyte", images)  # GANCLI_DATA's mnist/
     tiny = " ".join(TINY)
     result = shell(f"gan train vanilla --epochs 3 --eval-n 128 {tiny} --name v 2> train.log && gan runs --json > runs.json && "
                    "gan plot -o curves.png && gan sample --best -n 128 | gan score --features mnist --json > score.json",

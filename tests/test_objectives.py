@@ -1,7 +1,6 @@
 """Every objective trains; the guard, WGAN clipping, gradient penalty and mode seeking do what they say."""
 
 import dataclasses
-import json
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,10 @@ from gancli import losses
 from gancli.config import DIVERGENCES, make_config
 from gancli.errors import GancliError
 from gancli.models import SpectralNorm, to_unit_range
-from gancli.training import _grad_norm, new_state, resume_run, train, train_step
+from gancli.resuming import resume_run
+from gancli.runs import read_log
+from gancli.state import new_state
+from gancli.training import _grad_norm, train, train_step
 from tests.conftest import TINY, synthetic_images, tiny_config
 
 OBJECTIVES = (
@@ -31,7 +33,7 @@ def test_every_objective_trains_an_epoch_with_finite_values(tmp_path, objective,
         options["lr_d"] = options["lr_g"] = options.pop("lr")
     state = new_state(tiny_config(objective, **options))
     train(state, synthetic_images(), tmp_path)
-    record = json.loads((tmp_path / "log.jsonl").read_text())
+    (record,) = read_log(tmp_path)
     assert all(torch.isfinite(p).all() for p in list(state.G.parameters()) + list(state.D.parameters()))
     for key in ("d_loss", "g_loss", "grad_norm_d", "grad_norm_g"):
         assert key in record and record[key] == record[key] and abs(record[key]) < float("inf")
@@ -86,7 +88,7 @@ def test_guard_stops_on_an_exploding_step_and_keeps_the_last_checkpoint(tmp_path
     assert "diverged at epoch 2" in message and "JS pre-training" in message and "--clip-grad-norm" in message
     tensors, meta = ckpt.read_file(tmp_path / "checkpoint.safetensors", "gan")
     assert meta["epoch"] == 1 and all(torch.isfinite(t.float()).all() for t in tensors.values())
-    assert len((tmp_path / "log.jsonl").read_text().splitlines()) == 1
+    assert len(read_log(tmp_path)) == 1
     assert f"(epoch 1) is {tmp_path / 'checkpoint.safetensors'}" in message
 
 
@@ -205,13 +207,13 @@ def test_lr_warmup_and_decay_follow_the_schedule_and_survive_a_switch(tmp_path):
     assert [cosine.lr_factor(e) for e in range(2)] == pytest.approx([1.0, 0.5])
     # the optimizer runs at the scheduled rate, and a switch restarts the warm-up
     state = train(new_state(tiny_config("fgan", lr_warmup=4, epochs=3)), synthetic_images(), tmp_path / "js")
-    assert [r["lr_d"] for r in map(json.loads, (tmp_path / "js/log.jsonl").read_text().splitlines())] == \
+    assert [r["lr_d"] for r in read_log(tmp_path / "js")] == \
         pytest.approx([2e-6, 2e-6, 2e-5])
     assert state.opt_d.param_groups[0]["lr"] == pytest.approx(2e-5)
     switched = resume_run(tmp_path / "js/checkpoint.safetensors", {"div": "kl"}, epochs=1)
     assert switched.state.objective_start == 3
     train(switched.state, synthetic_images(), switched.run)
-    assert json.loads((switched.run / "log.jsonl").read_text())["lr_d"] == pytest.approx(2e-6)
+    assert read_log(switched.run)[0]["lr_d"] == pytest.approx(2e-6)
 
 
 def test_discriminator_accuracy_uses_each_objectives_threshold():

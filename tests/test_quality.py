@@ -75,7 +75,7 @@ def test_compare_refuses_results_of_different_protocols(cli, tmp_path, field):
 
 def test_sliced_sources_take_the_same_images_every_time(tmp_path):
     images = synthetic_images(50, side=28, seed=7)
-    write_idx(tmp_path, "t10k-images-idx3-ubyte", images.squeeze(1).numpy())
+    write_idx(tmp_path / "mnist", "t10k-images-idx3-ubyte", images.squeeze(1).numpy())
     write_samples(Samples(images), str(tmp_path / "s.safetensors"))
     for source in ("mnist:test", str(tmp_path / "s.safetensors")):
         assert load_images(f"{source}[:20]", str(tmp_path)).equal(images[:20])
@@ -102,7 +102,7 @@ def ci_folder(tmp_path_factory):
     """A copy of examples/ci.sh and examples/ci/ beside a 512-image synthetic MNIST, with a baseline of its own."""
     base = tmp_path_factory.mktemp("ci")
     for prefix, seed in (("train", 1), ("t10k", 2)):
-        write_idx(base / "mnist", f"{prefix}-images-idx3-ubyte", synthetic_images(512, side=28, seed=seed).squeeze(1).numpy())
+        write_idx(base / "mnist" / "mnist", f"{prefix}-images-idx3-ubyte", synthetic_images(512, side=28, seed=seed).squeeze(1).numpy())
     shutil.copytree(ROOT / "examples" / "ci", base / "examples" / "ci")
     shutil.copy(ROOT / "examples" / "ci.sh", base / "examples" / "ci.sh")
     made = shell("examples/ci.sh --update-baseline", base, env=ci_env(base))

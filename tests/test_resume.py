@@ -1,6 +1,5 @@
-"""The resume rules (training.resume_run), through the CLI in-process and through the library."""
+"""The resume rules (resuming.resume_run), through the CLI in-process and through the library."""
 
-import json
 import shutil
 import signal
 
@@ -9,7 +8,11 @@ import pytest
 from gancli import checkpoint as ckpt
 from gancli.cli import app
 from gancli.errors import TrainingInterrupted
-from gancli.training import load_models, new_state, resume_run, train
+from gancli.inference import open_checkpoint
+from gancli.resuming import resume_run
+from gancli.runs import read_log
+from gancli.state import new_state
+from gancli.training import train
 from tests.conftest import TINY, synthetic_images, tiny_config
 
 
@@ -18,7 +21,7 @@ def snapshot(folder):
 
 
 def epochs_logged(run):
-    return [json.loads(line)["epoch"] for line in (run / "log.jsonl").read_text().splitlines()]
+    return [r["epoch"] for r in read_log(run)]
 
 
 def one_line_error(result, needle):
@@ -44,7 +47,7 @@ def test_a_locked_field_is_refused_and_the_run_stays_loadable(cli, trained, tmp_
         one_line_error(cli("resume", "runs/a", option, value), f"cannot change {option[2:].replace('-', '_')} on resume")
     assert snapshot(tmp_path / "runs/a") == before
     assert cli("resume", "runs/a", "--d-dropout", "0", "--seed", "0", "--device", "cpu").exit_code == 0  # same values
-    load_models(tmp_path / "runs/a/checkpoint.safetensors")
+    open_checkpoint(tmp_path / "runs/a/checkpoint.safetensors", "cpu")
 
 
 def test_a_child_run_lives_beside_its_parent_and_becomes_latest(cli, trained, tmp_path, monkeypatch):
@@ -131,7 +134,7 @@ def test_an_option_shared_by_commands_has_one_definition():
     outputs = ("samples", "interpolate's picture", "plot's figure", "calibrate's checkpoint")
     meanings = {"--seed": ("a run's seed", "a latent seed"), "--batch-size": ("a training step", "a network pass"),
                 "--precision": ("training numerics", "the Inception's"), "--output": outputs, "-o": outputs,
-                "-n": ("images to make", "images to compare")}
+                "-n": ("images to make", "images to compare", "images to calibrate on")}
     helps: dict[str, set] = {}
     for command in typer.main.get_command(app).commands.values():
         for param in command.params:

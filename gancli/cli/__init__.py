@@ -2,7 +2,7 @@
 
 import typer
 
-from gancli import __version__
+from gancli._version import __version__
 from gancli.cli import calibrate, compare, runs, sample, score, train
 from gancli.cli import filter as filter_cmd
 

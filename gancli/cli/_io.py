@@ -73,6 +73,15 @@ def binary_output(dest: str | None) -> str:
     return dest
 
 
+def write_output(samples, dest: str) -> None:
+    """streams.write_samples, then the line saying where the images went (gan sample, filter, interpolate)."""
+    from gancli.streams import write_samples
+
+    write_samples(samples, dest)
+    if dest != "-":
+        say(f"wrote {len(samples)} images to {dest}")
+
+
 def parse_floats(text: str, what: str, count: int | None = None) -> tuple[float, ...]:
     try:
         values = tuple(float(x) for x in text.split(","))

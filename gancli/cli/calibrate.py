@@ -9,9 +9,9 @@ from typing import Annotated
 
 import typer
 
-from gancli.cli._io import console, user_errors
-from gancli.cli.options import AsJson, Best, Checkpoint, DataDir, Device, LatentSeed, PairCount, PassBatch, RawGenerator, Reference, Runs
-from gancli.errors import GancliError
+from gancli.cli._io import say, user_errors
+from gancli.cli.options import AsJson, Best, Checkpoint, DataDir, Device, LatentSeed, PassBatch, RawGenerator, Reference, Runs
+from gancli.config import MIN_CALIBRATION_IMAGES
 
 
 def _number(value: float | None) -> str:
@@ -22,7 +22,8 @@ def _number(value: float | None) -> str:
 def calibrate(
     checkpoint: Checkpoint = None,
     ref: Reference = "mnist:test",
-    n: PairCount = 10000,
+    n: Annotated[int, typer.Option("-n", min=MIN_CALIBRATION_IMAGES,
+        help="Use the first N reference images and as many fresh samples; half fit the map, half measure it.")] = 10000,
     seed: LatentSeed = 0,
     output: Annotated[Path | None, typer.Option("-o", "--output",
         help="The calibrated checkpoint \\[default: CHECKPOINT-calibrated.safetensors beside it].")] = None,
@@ -44,30 +45,14 @@ def calibrate(
       gan sample runs/x/checkpoint-calibrated.safetensors --reject 0.6 | gan score
       gan calibrate runs/wgan-gp --json -o wgan-cal.safetensors
     """
-    from gancli import checkpoint as ckpt
-    from gancli.calibration import calibrate as fit
-    from gancli.data import load_images
-    from gancli.runs import resolve_checkpoint
-    from gancli.sampling import generate, score_images
-    from gancli.training import has_moving_average, load_models, resolve_device
+    from gancli.api import calibrate as fit
 
-    path = resolve_checkpoint(checkpoint, runs, best)
-    out = output or path.with_name(f"{path.stem}-calibrated.safetensors")
-    if out.resolve() == path.resolve():
-        raise GancliError(f"-o {out} is the checkpoint itself: calibration writes a new one", "pick another -o")
-    tensors, meta = ckpt.read_file(path, "gan")
-    config, G, D, _ = load_models(path, device, (tensors, meta), raw_generator=raw_generator)
-    dev = resolve_device(device)
-    real = load_images(ref, data_dir)[:n]
-    fake = generate(config, G, D, len(real), seed=seed, batch_size=batch_size, device=dev)
-    result = fit(config, score_images(config, D, real, batch_size, dev), fake.score)
-    averaged = not raw_generator and has_moving_average(tensors)
-    result |= {"reference": ref, "seed": seed, "generator": "moving average" if averaged else "raw", "source": str(path)}
-    ckpt.atomic_write(out, ckpt.encode(tensors, {**meta, "calibration": result}))
-    console.print(f"wrote {out}: ECE {_number(result['ece_before'])} -> {_number(result['ece_after'])}, "
-                  f"Brier {_number(result['brier_before'])} -> {_number(result['brier_after'])} "
-                  f"on {result['n'] - result['fitted_on']} + {result['n'] - result['fitted_on']} held-out images", highlight=False)
+    out, result = fit(checkpoint, ref, n=n, seed=seed, output=output, best=best, raw_generator=raw_generator, runs=runs,
+                      batch_size=batch_size, device=device, data_dir=data_dir)
+    held_out = result["n"] - result["fitted_on"]
+    say(f"wrote {out}: ECE {_number(result['ece_before'])} -> {_number(result['ece_after'])}, "
+        f"Brier {_number(result['brier_before'])} -> {_number(result['brier_after'])} on {held_out} + {held_out} held-out images")
     if as_json:
-        print(json.dumps(result))
+        print(json.dumps(result, allow_nan=False))
     else:
         print(f"a {result['a']:.6g}\nb {result['b']:.6g}", file=sys.stdout)

@@ -36,20 +36,23 @@ def metric_list(text: str | None) -> str | None:
 
 
 def read_result(source: str) -> dict:
+    """A `gan score --json` result from a file or stdin, checked (quality.check_result)."""
+    from gancli.quality import check_result
+
     if source == "-":
-        text, origin = sys.stdin.read(), "stdin"
+        raw, origin = sys.stdin.buffer.read(), "stdin"
     else:
         path = Path(source)
         if not path.is_file():
             raise GancliError(f"no such file: {source}", "pass a `gan score --json` output, or - for stdin")
-        text, origin = path.read_text(), source
+        raw, origin = path.read_bytes(), source
     try:
-        result = json.loads(text)
-    except ValueError:
+        result = json.loads(raw.decode())
+    except UnicodeDecodeError:  # a checkpoint, a PNG, a samples stream
+        raise GancliError(f"{origin} is a binary file, not JSON", "pass a `gan score --json` output") from None
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser's stack
         raise GancliError(f"{origin} is not JSON", "write it with `gan score --json`") from None
-    if not isinstance(result, dict) or "fid" not in result or "extractor" not in result:
-        raise GancliError(f"{origin} is not a `gan score --json` result", "it needs fid and the protocol fields")
-    return result
+    return check_result(result, origin)
 
 
 def _table(changes) -> None:

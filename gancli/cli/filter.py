@@ -6,10 +6,8 @@ from typing import Annotated
 
 import typer
 
-from gancli.cli._io import binary_output, console, say, user_errors
+from gancli.cli._io import binary_output, say, user_errors, write_output
 from gancli.cli.options import DataDir, Device, KeepTop, Output, PassBatch, Reject, Runs, Source
-from gancli.cli.sample import write_output
-from gancli.errors import GancliError
 
 Opt = typer.Option
 
@@ -33,21 +31,9 @@ def filter_images(
       gan filter generated/ --ckpt runs/x --keep-top 0.8 -o kept/
       gan filter mnist:test --keep-top 0.1 -o least_fake.safetensors
     """
-    from gancli.calibration import stored_calibration
-    from gancli.data import load_samples
-    from gancli.runs import resolve_checkpoint
-    from gancli.sampling import score_images, threshold_accept, top_fraction
-    from gancli.training import load_models, resolve_device
+    from gancli.api import filter as keep_accepted
 
-    if (reject is None) == (keep_top is None):
-        raise GancliError("give exactly one of --reject CONFIDENCE or --keep-top FRACTION")
     dest = binary_output(output)
-    path = resolve_checkpoint(ckpt, runs)
-    config, _, D, meta = load_models(path, device)
-    accept = threshold_accept(config, reject, stored_calibration(meta, path, True, say)) if reject is not None else None
-    samples = load_samples(source, data_dir)
-    samples.score = score_images(config, D, samples.images, batch_size, resolve_device(device))
-    keep = accept(samples.score).nonzero().squeeze(1) if accept else top_fraction(samples.score, keep_top)
-    kept = samples.select(keep)
-    console.print(f"kept {len(kept)} of {len(samples)} ({len(kept) / max(len(samples), 1):.1%})", highlight=False)
+    kept = keep_accepted(source, ckpt, reject=reject, keep_top=keep_top, runs=runs, batch_size=batch_size, device=device,
+                         data_dir=data_dir, notify=say)
     write_output(kept, dest)

@@ -15,7 +15,19 @@ from typing import Annotated, Any, Literal
 import typer
 
 from gancli.cli._io import parse_floats, parse_ints
-from gancli.config import ARCHS, DEVICES, DIVERGENCES, G_LOSSES, LR_DECAYS, OBJECTIVES, OPTIMIZERS, PRECISIONS
+from gancli.config import (
+    ARCHS,
+    DEVICES,
+    DIVERGENCES,
+    G_LOSSES,
+    LR_DECAYS,
+    MNIST_EVAL_EVERY,
+    OBJECTIVE_DEFAULTS,
+    OBJECTIVES,
+    OPTIMIZERS,
+    PRECISIONS,
+    TrainConfig,
+)
 
 Opt = typer.Option
 
@@ -69,64 +81,77 @@ ARCH_PANEL, OBJECTIVE_PANEL, SCHEDULE_PANEL, EVAL_PANEL = ("Architecture (fixed 
 PARALLEL_PANEL = "Several processes (torchrun --nproc-per-node N -m gancli train ...)"
 
 
-def _knob(kind, flag: str, text: str, panel: str = SCHEDULE_PANEL, **bounds):
-    return Annotated[kind | None, Opt(flag, help=text, rich_help_panel=panel, **bounds)]
+def _shown(value) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, tuple):
+        return ",".join(map(_shown, value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def default_text(name: str) -> str:
+    """A knob's `[default: ...]`, from TrainConfig and the objectives' defaults (never typed by hand):
+    the plain default, then each objective that has another, e.g. `[default: 0; fgan 10]`."""
+    if name == "eval_every":
+        return f"\\[default: {MNIST_EVAL_EVERY} on MNIST data, else {_shown(TrainConfig.eval_every)}]"
+    field = "lr_d" if name == "lr" else name
+    base = getattr(TrainConfig, field)
+    others = [f"{objective} {_shown(OBJECTIVE_DEFAULTS[objective][field])}" for objective in OBJECTIVES
+              if OBJECTIVE_DEFAULTS[objective].get(field, base) != base]
+    return f"\\[default: {_shown(base)}{'; ' + ', '.join(others) if others else ''}]"
+
+
+def _knob(name: str, kind, text: str, panel: str = SCHEDULE_PANEL, **bounds):
+    flag = "--" + name.replace("_", "-")
+    return name, Annotated[kind | None, Opt(f"{flag}/--no-{flag[2:]}" if kind is bool else flag,
+                                            help=f"{text} {default_text(name)}.", rich_help_panel=panel, **bounds)]
 
 
 # The training knobs: parameter name -> option. Names are TrainConfig fields, except `lr` (both rates).
-KNOBS: dict[str, Any] = {
-    "data": _knob(str, "--data", "Dataset name (mnist, mnist:test, fashion-mnist, kmnist), image folder or samples file; "
-                  "SOURCE[:N] takes its first N images, e.g. mnist[:5000] \\[default: mnist]."),
-    "batch_size": _knob(int, "--batch-size", "Images per training step \\[default: 64].", min=1),
-    "seed": _knob(int, "--seed", "Seed of the run's randomness (fixed when the run starts) \\[default: 0]."),
-    "precision": _knob(Literal[PRECISIONS], "--precision", "fp32 (default) or bf16 autocast: faster on CPUs with bf16, other numerics."),
-    "sync_batch_norm": _knob(bool, "--sync-batch-norm/--no-sync-batch-norm",
-                             "Under torchrun on GPUs: the DCGAN generator's batch norm over the global batch, not "
-                             "each process's part \\[default: off].", PARALLEL_PANEL),
-    "arch": _knob(Literal[ARCHS], "--arch", "mlp (100-256-512-1024-784) or dcgan \\[default: mlp].", ARCH_PANEL),
-    "z_dim": _knob(int, "--z-dim", "Latent size \\[default: 100].", ARCH_PANEL, min=1),
-    "g_hidden": _knob(str, "--g-hidden", "MLP generator widths \\[default: 256,512,1024].", ARCH_PANEL),
-    "d_hidden": _knob(str, "--d-hidden", "MLP discriminator widths \\[default: 1024,512,256].", ARCH_PANEL),
-    "conv_width": _knob(int, "--conv-width", "DCGAN base channels \\[default: 64].", ARCH_PANEL, min=1),
-    "d_dropout": _knob(float, "--d-dropout", "Dropout in the discriminator, e.g. 0.3 \\[default: 0].", ARCH_PANEL,
-                       callback=must(lambda v: 0 <= v < 1, "in [0, 1)")),
-    "spectral_norm": _knob(bool, "--spectral-norm/--no-spectral-norm",
-                           "Spectral normalisation of every D layer (Miyato et al. 2018) \\[default: off].", ARCH_PANEL),
-    "div": _knob(Literal[DIVERGENCES], "--div", "f-divergence of fgan (on resume: switch to it, a child run) \\[default: js].",
-                 OBJECTIVE_PANEL),
-    "alpha": _knob(float, "--alpha", "Order of --div alpha (not 0 or 1) \\[default: 0.5].", OBJECTIVE_PANEL),
-    "g_loss": _knob(Literal[G_LOSSES], "--g-loss", "alternative (-E\\[g_f(v)], default) or minimax.", OBJECTIVE_PANEL),
-    "optimizer": _knob(Literal[OPTIMIZERS], "--optimizer", "adam, rmsprop or sgd \\[default: per objective]."),
-    "lr": _knob(float, "--lr", "Learning rate of both networks \\[default: per objective].", callback=POSITIVE),
-    "lr_d": _knob(float, "--lr-d", "Discriminator learning rate (overrides --lr).", callback=POSITIVE),
-    "lr_g": _knob(float, "--lr-g", "Generator learning rate (overrides --lr).", callback=POSITIVE),
-    "betas": _knob(str, "--betas", "Adam betas, e.g. 0.5,0.999 \\[default: per objective]."),
-    "d_weight_decay": _knob(float, "--d-weight-decay", "Discriminator weight decay \\[default: 0].", min=0),
-    "clip_grad_norm": _knob(float, "--clip-grad-norm", "Rescale gradients to norm C when their norm is >= C; 0 off.", min=0),
-    "n_critic": _knob(int, "--n-critic", "Discriminator steps per generator step \\[default: per objective].", min=1),
-    "clip_weights": _knob(float, "--clip-weights", "WGAN weight clipping c; 0 off \\[default for wgan: 0.01].", min=0),
-    "gp_lambda": _knob(float, "--gp-lambda", "WGAN-GP gradient penalty weight; 0 off \\[default for wgan-gp: 10].", min=0),
-    "ms_lambda": _knob(float, "--ms-lambda", "Mode-seeking (MSGAN) weight; 0 turns it off.", min=0),
-    "ms_step": _knob(float, "--ms-step", "Add this to the mode-seeking weight every --ms-every epochs."),
-    "ms_every": _knob(int, "--ms-every", "Epochs between mode-seeking weight steps \\[default: 10].", min=1),
-    "r1": _knob(float, "--r1", "Zero-centred gradient penalty gamma/2 E||grad D(real)||^2 (R1, Mescheder et al. 2018); "
-                "0 off \\[default: 10 for fgan, else 0].", min=0),
-    "r1_every": _knob(int, "--r1-every", "Lazy R1: apply it every N-th D step, weighted N (Karras et al. 2020) \\[default: 16].",
-                      min=1),
-    "lr_warmup": _knob(int, "--lr-warmup", "Epochs of warm-up after a start or a switch: lr/100, then lr/10, half each; 0 off.",
-                       min=0),
-    "lr_decay": _knob(Literal[LR_DECAYS], "--lr-decay", "After the warm-up, decay lr to --lr-floor by the last epoch \\[default: none]."),
-    "lr_floor": _knob(float, "--lr-floor", "The decayed lr's end, a fraction of --lr \\[default: 0].",
-                      callback=must(lambda v: 0 <= v <= 1, "in [0, 1]")),
-    "ema": _knob(float, "--ema", "Keep a moving average of G's weights with this decay, e.g. 0.999 (warm-up: min(BETA, "
-                 "(1+t)/(10+t)) after t steps); sample, interpolate, grids and evaluation use it; 0 off \\[default: 0].",
-                 callback=must(lambda v: 0 <= v < 1, "in [0, 1)")),
-    "eval_every": _knob(int, "--eval-every", "Score --eval-n fixed samples after every N-th epoch and the last: FID, precision, "
-                        "recall, digit coverage on the MNIST classifier's features vs MNIST test, in log.jsonl; keeps "
-                        "best.safetensors; 0 off \\[default: 1 on MNIST data, else 0].", EVAL_PANEL, min=0),
-    "eval_n": _knob(int, "--eval-n", "Images per evaluation, against as many MNIST test images \\[default: 2000].", EVAL_PANEL,
-                    min=2),
-}
+KNOBS: dict[str, Any] = dict([
+    _knob("data", str, "Dataset name (mnist, mnist:test, fashion-mnist, kmnist), image folder or samples file; "
+          "SOURCE[:N] takes its first N images, e.g. mnist[:5000]."),
+    _knob("batch_size", int, "Images per training step.", min=1),
+    _knob("seed", int, "Seed of the run's randomness (fixed when the run starts)."),
+    _knob("precision", Literal[PRECISIONS], "fp32 or bf16 autocast: faster on CPUs with bf16, other numerics."),
+    _knob("sync_batch_norm", bool, "Under torchrun on GPUs: the DCGAN generator's batch norm over the global batch, not "
+          "each process's part.", PARALLEL_PANEL),
+    _knob("arch", Literal[ARCHS], "mlp (100-256-512-1024-784) or dcgan.", ARCH_PANEL),
+    _knob("z_dim", int, "Latent size.", ARCH_PANEL, min=1),
+    _knob("g_hidden", str, "MLP generator widths.", ARCH_PANEL),
+    _knob("d_hidden", str, "MLP discriminator widths.", ARCH_PANEL),
+    _knob("conv_width", int, "DCGAN base channels.", ARCH_PANEL, min=1),
+    _knob("d_dropout", float, "Dropout in the discriminator, e.g. 0.3.", ARCH_PANEL, callback=must(lambda v: 0 <= v < 1, "in [0, 1)")),
+    _knob("spectral_norm", bool, "Spectral normalisation of every D layer (Miyato et al. 2018).", ARCH_PANEL),
+    _knob("div", Literal[DIVERGENCES], "f-divergence of fgan (on resume: switch to it, a child run).", OBJECTIVE_PANEL),
+    _knob("alpha", float, "Order of --div alpha (not 0 or 1).", OBJECTIVE_PANEL),
+    _knob("g_loss", Literal[G_LOSSES], "alternative (-E\\[g_f(v)]) or minimax.", OBJECTIVE_PANEL),
+    _knob("optimizer", Literal[OPTIMIZERS], "adam, rmsprop or sgd."),
+    _knob("lr", float, "Learning rate of both networks.", callback=POSITIVE),
+    _knob("lr_d", float, "Discriminator learning rate (overrides --lr).", callback=POSITIVE),
+    _knob("lr_g", float, "Generator learning rate (overrides --lr).", callback=POSITIVE),
+    _knob("betas", str, "Adam betas, e.g. 0.5,0.999."),
+    _knob("d_weight_decay", float, "Discriminator weight decay.", min=0),
+    _knob("clip_grad_norm", float, "Rescale gradients to norm C when their norm is >= C; 0 off.", min=0),
+    _knob("n_critic", int, "Discriminator steps per generator step.", min=1),
+    _knob("clip_weights", float, "WGAN weight clipping c; 0 off.", min=0),
+    _knob("gp_lambda", float, "WGAN-GP gradient penalty weight; 0 off.", min=0),
+    _knob("ms_lambda", float, "Mode-seeking (MSGAN) weight; 0 turns it off.", min=0),
+    _knob("ms_step", float, "Add this to the mode-seeking weight every --ms-every epochs."),
+    _knob("ms_every", int, "Epochs between mode-seeking weight steps.", min=1),
+    _knob("r1", float, "Zero-centred gradient penalty gamma/2 E||grad D(real)||^2 (R1, Mescheder et al. 2018); 0 off.", min=0),
+    _knob("r1_every", int, "Lazy R1: apply it every N-th D step, weighted N (Karras et al. 2020).", min=1),
+    _knob("lr_warmup", int, "Epochs of warm-up after a start or a switch: lr/100, then lr/10, half each; 0 off.", min=0),
+    _knob("lr_decay", Literal[LR_DECAYS], "After the warm-up, decay lr to --lr-floor by the last epoch."),
+    _knob("lr_floor", float, "The decayed lr's end, a fraction of --lr.", callback=must(lambda v: 0 <= v <= 1, "in [0, 1]")),
+    _knob("ema", float, "Keep a moving average of G's weights with this decay, e.g. 0.999 (warm-up: min(BETA, "
+          "(1+t)/(10+t)) after t steps); sample, interpolate, grids and evaluation use it; 0 off.",
+          callback=must(lambda v: 0 <= v < 1, "in [0, 1)")),
+    _knob("eval_every", int, "Score --eval-n fixed samples after every N-th epoch and the last: FID, precision, "
+          "recall, digit coverage on the MNIST classifier's features vs MNIST test, in log.jsonl; keeps "
+          "best.safetensors; 0 off.", EVAL_PANEL, min=0),
+    _knob("eval_n", int, "Images per evaluation, against as many MNIST test images.", EVAL_PANEL, min=2),
+])
 
 
 def config_changes(values: dict[str, Any]) -> dict[str, Any]:

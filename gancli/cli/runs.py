@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from gancli.cli._io import console, user_errors
+from gancli.cli._io import console, say, user_errors
 from gancli.cli.options import AsJson, Runs
 from gancli.errors import GancliError
 
@@ -29,8 +29,9 @@ def runs_table(
     as_json: AsJson = False,
 ):
     """List every run of a runs folder: objective and knobs, epochs done of configured, parent,
-    last and best evaluated FID (MNIST features) with their epochs, training time, and status
-    (running, finished, interrupted, diverged).
+    last and best evaluated FID (MNIST features) with their epochs, among the epochs evaluated on
+    as many images as the latest (FID N: FIDs of different N do not compare), training time, and
+    status (running: a process holds the run's lock; finished, interrupted, diverged).
 
     Examples:
       gan runs
@@ -46,12 +47,12 @@ def runs_table(
     from rich.table import Table
 
     table = Table(title=f"runs in {runs_root(runs_dir)}")
-    for column in ("run", "objective", "knobs", "epochs", "parent", "FID last", "FID best", "time", "status"):
+    for column in ("run", "objective", "knobs", "epochs", "parent", "FID last", "FID best", "FID N", "time", "status"):
         table.add_column(column, justify="right" if column in ("epochs", "time") or column.startswith("FID") else "left")
     for r in rows:
         table.add_row(r["name"], r["objective"] or "?", r["knobs"], f"{r['epochs']}/{r['configured_epochs']}",
                       Path(r["parent"]).name if r["parent"] else "", _fid(r["last_fid"], r["last_fid_epoch"]),
-                      _fid(r["best_fid"], r["best_fid_epoch"]), _duration(r["seconds"]), r["status"])
+                      _fid(r["best_fid"], r["best_fid_epoch"]), str(r["fid_n"] or ""), _duration(r["seconds"]), r["status"])
     Console(file=sys.stdout, width=200 if not sys.stdout.isatty() else None).print(table)
 
 
@@ -86,7 +87,7 @@ def plot(
     if grids:
         if len(folders) != 1:
             raise GancliError(f"--grids animates one run, got {len(folders)}", "pass one run folder")
-        drawn = {"output": str(output), "frames": grids_animation(folders[0], output)}
+        drawn = {"output": str(output), "frames": grids_animation(folders[0], output, warn=lambda m: say(f"warning: {m}"))}
         console.print(f"wrote {drawn['frames']}-frame animation to {output}", highlight=False)
     else:
         drawn = plot_curves(folders, output)

@@ -7,19 +7,12 @@ from typing import Annotated, Literal
 
 import typer
 
-from gancli.cli._io import binary_output, console, parse_ints, say, user_errors
+from gancli.cli._io import binary_output, console, parse_ints, say, user_errors, write_output
 from gancli.cli.options import POSITIVE, Best, Checkpoint, Device, KeepTop, LatentSeed, Output, PassBatch, RawGenerator, Reject, Runs
+from gancli.config import INTERPOLATION_MODES, REJECT_METHODS
 from gancli.errors import GancliError
 
 Opt = typer.Option
-
-
-def write_output(samples, dest: str) -> None:
-    from gancli.streams import write_samples
-
-    write_samples(samples, dest)
-    if dest != "-":
-        say(f"wrote {len(samples)} images to {dest}")
 
 
 @user_errors("sample")
@@ -31,7 +24,7 @@ def sample(
     output: Output = None,
     grid: Annotated[Path | None, Opt("--grid", help="Also save the first 64 images as a PNG grid.")] = None,
     reject: Reject = None,
-    reject_method: Annotated[Literal["threshold", "drs"], Opt("--reject-method",
+    reject_method: Annotated[Literal[REJECT_METHODS], Opt("--reject-method",
         help="threshold (confidence >= --reject) or drs (Azadi et al. 2019).")] = "threshold",
     drs_percentile: Annotated[float, Opt("--drs-percentile", min=0, max=100,
         help="DRS gamma: this percentile of F on the burn-in maps to acceptance 1/2.")] = 80.0,
@@ -39,7 +32,7 @@ def sample(
     max_draws: Annotated[int | None, Opt("--max-draws", min=1, help="Give up after this many draws \\[default: 100 n].")] = None,
     mix: Annotated[bool, Opt("--mix", help="z = a z1 + (1-a) z2, a ~ U(0,1): precision up, recall down.")] = False,
     truncation: Annotated[float | None, Opt("--truncation", callback=POSITIVE,
-        help="Resample latent components beyond PSI: precision up, recall down.")] = None,
+        help="Draw latent components from N(0, 1) truncated to [-PSI, PSI]: precision up, recall down.")] = None,
     best: Best = False, raw_generator: RawGenerator = False, runs: Runs = None, device: Device = "auto",
 ):
     """Generate images as a samples stream (stdout when piped), a .safetensors file or PNGs.
@@ -54,10 +47,14 @@ def sample(
     from rich.progress import Progress
 
     from gancli.api import sample as draw
+    from gancli.streams import SAMPLES_FILE, check_picture, save_png_grid
 
-    if grid is not None and not grid.parent.is_dir():
-        raise GancliError(f"--grid {grid}: no folder {grid.parent}", "create it first")
     dest = binary_output(output)
+    if grid is not None:
+        check_picture(grid, "--grid", (".png",))
+        if dest != "-" and not dest.endswith(SAMPLES_FILE) and Path(dest).resolve() in Path(grid).resolve().parents:
+            raise GancliError(f"--grid {grid} is inside -o {dest}: the grid would mix with the images",
+                              "put the grid beside the folder")
     with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task("sampling", total=n)
         samples = draw(checkpoint, n, seed, reject=reject, reject_method=reject_method, drs_percentile=drs_percentile,
@@ -65,8 +62,6 @@ def sample(
                        raw_generator=raw_generator, runs=runs, batch_size=batch_size, device=device, notify=say,
                        on_progress=lambda kept, drawn: progress.update(task, completed=min(kept, n)))
     if grid:
-        from gancli.streams import save_png_grid
-
         save_png_grid(samples.images[:64], grid, nrow=8)
     write_output(samples, dest)
 
@@ -76,7 +71,7 @@ def interpolate(
     checkpoint: Checkpoint = None,
     pairs: Annotated[int, Opt("--pairs", min=1, help="Rows: pairs of endpoints.")] = 8,
     steps: Annotated[int, Opt("--steps", min=2, help="Images per row, endpoints included.")] = 10,
-    mode: Annotated[Literal["slerp", "lerp"], Opt("--mode", help="slerp (White 2016) or lerp.")] = "slerp",
+    mode: Annotated[Literal[INTERPOLATION_MODES], Opt("--mode", help="slerp (White 2016) or lerp.")] = "slerp",
     seeds: Annotated[str | None, Opt("--seeds", help="One seed per pair, e.g. 3,7,11 \\[default: --seed, --seed+1, ...].")] = None,
     seed: LatentSeed = 0,
     reject: Reject = None,
@@ -92,28 +87,22 @@ def interpolate(
       gan interpolate --reject 0.6 -o - | gan score --features mnist
     """
     from gancli.api import interpolate as render
+    from gancli.streams import PICTURES, check_picture, save_gif, save_png_grid
 
-    dest = output if output and output.endswith((".png", ".gif")) else binary_output(output)
+    picture = Path(output).suffix.lower() if output else None
+    if picture in PICTURES:
+        check_picture(output, "-o")
+        dest = output
+    else:
+        dest = binary_output(output)
     pair_seeds = parse_ints(seeds, "--seeds") if seeds else tuple(range(seed, seed + pairs))
     frames = render(checkpoint, pair_seeds, steps, mode=mode, reject=reject, best=best, raw_generator=raw_generator,
                     runs=runs, device=device, notify=say)
-    if dest.endswith(".png"):
-        from gancli.streams import save_png_grid
-
+    if picture == ".png":
         save_png_grid(frames.images, dest, nrow=steps)
         say(f"wrote {len(pair_seeds)}x{steps} grid to {dest}")
-    elif dest.endswith(".gif"):
-        save_gif(frames.images.view(len(pair_seeds), steps, *frames.images.shape[1:]), Path(dest))
+    elif picture == ".gif":
+        save_gif(frames.images.view(len(pair_seeds), steps, *frames.images.shape[1:]), dest)
         say(f"wrote {steps}-frame animation to {dest}")
     else:
         write_output(frames, dest)
-
-
-def save_gif(frames, path: Path) -> None:
-    """[pairs, steps, C, H, W] -> an animated GIF: one frame per step, pairs side by side, there and back."""
-    from gancli.streams import tile, to_pil
-
-    pictures = []
-    for t in list(range(frames.shape[1])) + list(range(frames.shape[1] - 2, 0, -1)):
-        pictures.append(to_pil(tile(frames[:, t], nrow=frames.shape[0])).convert("P"))
-    pictures[0].save(path, save_all=True, append_images=pictures[1:], duration=80, loop=0)

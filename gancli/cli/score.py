@@ -10,6 +10,7 @@ import typer
 
 from gancli.cli._io import console, user_errors
 from gancli.cli.options import AsJson, DataDir, Device, PairCount, PassBatch, Reference, Source, must
+from gancli.config import DEFAULT_FEATURES, FEATURES
 from gancli.errors import GancliError, QualityFailed
 
 Opt = typer.Option
@@ -45,9 +46,9 @@ def _limits(**bounds: float | None) -> dict[str, float]:
 def score(
     source: Source = "-",
     ref: Reference = "mnist:test",
-    features: Annotated[Literal["inception", "mnist", "auto"], Opt("--features",
-        help="inception (TF-2015 FID pool3), mnist (the shipped classifier), or auto: the classifier of --ref's "
-             "dataset where gancli ships one, else Inception.")] = "inception",
+    features: Annotated[Literal[FEATURES], Opt("--features",
+        help="inception (TF-2015 FID pool3, the published protocol), mnist (the shipped classifier), or auto: the "
+             "classifier of --ref's dataset where gancli ships one, else Inception.")] = DEFAULT_FEATURES,
     n: PairCount = 10000,
     k: Annotated[int, Opt("--k", min=1, help="Neighbours for precision/recall and density/coverage.")] = 3,
     as_json: AsJson = False,
