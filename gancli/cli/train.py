@@ -114,8 +114,12 @@ def resume(checkpoint: Checkpoint = None, epochs: Epochs = None, until_epoch: Un
     stays untouched. From a Ctrl-C checkpoint, the new objective trains
     the rest of the interrupted epoch.
 
-    - Any other checkpoint file (a copy, a snapshot): a child run too;
-    the file is never overwritten.
+    - Any other checkpoint file (a copy, a snapshot, a lone
+    checkpoint.safetensors outside a run folder): a child run too; the
+    file is never overwritten.
+
+    - A run that another process is training now: refused (one writer
+    per run; a killed process holds no lock).
 
     - Fixed when the run started, refused when different: the
     architecture (--arch, --z-dim, widths, --d-dropout, --spectral-norm)
