@@ -22,6 +22,7 @@ from gancli import losses
 from gancli.config import MIN_CALIBRATION_IMAGES, TrainConfig
 from gancli.data import parse_dataset_name, split_slice
 from gancli.errors import GancliError
+from gancli.runs import number
 
 ECE_BINS = 15
 # The score's log r is clamped to +-LOG_RATIO_BOUND. Pearson's (f')^-1(t) = 1 + t/2 is clipped at 0, so an output
@@ -41,8 +42,7 @@ def raw_score_fn(config: TrainConfig) -> Callable[[torch.Tensor], torch.Tensor]:
 
 def _ece_text(value) -> str:
     """'ECE 0.012', or 'ECE unknown' where the calibration holds no finite number (hand-edited, or null)."""
-    known = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    return f"ECE {value:.3f}" if known else "ECE unknown"
+    return f"ECE {value:.3f}" if number(value) is not None else "ECE unknown"
 
 
 def stored_calibration(stored: dict | None, path: Path | str, used: bool, notify: Callable[[str], None],
