@@ -22,8 +22,8 @@ from train_speed import gancli_loop, images_per_s  # this folder is the script's
 from gancli.config import make_config
 from gancli.data import load_images
 from gancli.evaluation import make_evaluator
-from gancli.features import MNIST_BATCH, MNIST_WEIGHTS, mnist_input
-from gancli.models import MNISTClassifier
+from gancli.features import CLASSIFIER_BATCH, classifier_input, classifier_weights
+from gancli.models import DomainClassifier
 from gancli.state import new_state
 
 
@@ -52,16 +52,16 @@ def main() -> None:
         print(f"{objective:8s}: epoch {epoch:6.1f} s, evaluation of {config.eval_n} images {cost:5.2f} s "
               f"= {cost / epoch:.1%} of an epoch")
     print(f"MNIST classifier on 10,000 images: {classifier_speedup(reference):.1f}x faster channels-last in batches "
-          f"of {MNIST_BATCH} than NCHW in batches of 1,000")
+          f"of {CLASSIFIER_BATCH} than NCHW in batches of 1,000")
 
 
 def classifier_speedup(images: torch.Tensor) -> float:
     """How much faster the extractor's layout (channels-last, small batches) runs than the plain one."""
-    model = MNISTClassifier()
-    model.load_state_dict(load_file(str(MNIST_WEIGHTS)))
-    x = mnist_input(images).contiguous()
+    model = DomainClassifier()
+    model.load_state_dict(load_file(str(classifier_weights("mnist"))))
+    x = classifier_input(images).contiguous()
     seconds = []
-    for layout, batch in ((torch.contiguous_format, 1000), (torch.channels_last, MNIST_BATCH)):
+    for layout, batch in ((torch.contiguous_format, 1000), (torch.channels_last, CLASSIFIER_BATCH)):
         net = model.to(memory_format=layout).eval()
         run = lambda: [net.features(c.contiguous(memory_format=layout)) for c in x.split(batch)]  # noqa: B023
         with torch.inference_mode():

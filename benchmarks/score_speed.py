@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from gancli.data import load_images
-from gancli.features import inception_extractor, mnist_extractor, state_dict_from_torchscript
+from gancli.features import classifier_extractor, inception_extractor, state_dict_from_torchscript
 from gancli.metrics import frechet_distance, statistics
 
 
@@ -91,7 +91,7 @@ def main():
     print(f".pth path: max |feature difference| on 100 images {np.abs(from_pth - features[:100]).max():.2e}")
 
     ten_thousand = load_images("mnist:test")[:10000]
-    _, seconds = timed(mnist_extractor().run, ten_thousand)
+    _, seconds = timed(classifier_extractor("mnist").run, ten_thousand)
     print(f"MNIST extractor: 10,000 images in {seconds:.2f} s")
 
 

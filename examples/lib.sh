@@ -1,6 +1,7 @@
-# The restartable steps of the example studies (study.sh, divergences.sh), sourced by them.
+# The restartable steps of the example studies (study.sh, divergences.sh, fashion.sh), sourced by them.
 # They read OUT (outputs: samples/, scores/, grids/, times/), RUNS (the runs folder), N (images per
-# sample), DRAWS (rejection gives up after DRAWS*N draws) and PRECISION (Inception numerics).
+# sample), DRAWS (rejection gives up after DRAWS*N draws), PRECISION (Inception numerics) and REF
+# (the reference images of `score`, default mnist:test).
 
 say() { printf '\n== %s\n' "$*" >&2; }
 
@@ -63,13 +64,13 @@ calibrate() {
     mv "$OUT/scores/$1.calibration.json.partial" "$OUT/scores/$1.calibration.json"
 }
 
-# score ROW FEATURES [M]: scores/ROW.FEATURES.json, against the first M (default N) MNIST test images.
+# score ROW FEATURES [M]: scores/ROW.FEATURES.json, against the first M (default N) images of REF.
 score() {
     local row=$1 features=$2 count=${3:-$N}
     local json=$OUT/scores/$row.$features.json
     fresh "$json" "$OUT/samples/$row.safetensors" || [ ! -f "$OUT/samples/$row.safetensors" ] && return
     say "$row: scoring with $features features"
-    gan score "$OUT/samples/$row.safetensors" --ref mnist:test --features "$features" -n "$count" \
+    gan score "$OUT/samples/$row.safetensors" --ref "${REF:-mnist:test}" --features "$features" -n "$count" \
         --precision "$PRECISION" --json > "$json.partial"
     mv "$json.partial" "$json"
 }

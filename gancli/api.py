@@ -18,14 +18,12 @@ from pathlib import Path
 
 import torch
 
-from gancli.config import DEFAULT_FEATURES, FEATURES, TrainConfig
+from gancli.config import CLASSIFIER_CLASSES, DEFAULT_FEATURES, FEATURES, TrainConfig
 from gancli.errors import GancliError
 from gancli.streams import Samples
 
 Notify = Callable[[str], None]
 ImageSource = str | Path | torch.Tensor | Samples
-# a dataset -> the features of the classifier trained on it (scripts/train_mnist_classifier.py)
-DOMAIN_FEATURES = {"mnist": "mnist"}
 
 
 def quiet(message: str) -> None:
@@ -64,10 +62,14 @@ def dataset_of(source: ImageSource) -> str | None:
 
 
 def choose_features(features: str, reference: ImageSource) -> str:
-    """`auto`: the classifier trained on the reference's dataset where gancli ships one, else Inception."""
+    """`auto`: the classifier of the reference's dataset where gancli ships one (config.CLASSIFIER_CLASSES:
+    MNIST, Fashion-MNIST), else the Inception (KMNIST, folders, files, tensors)."""
     if features not in FEATURES:
         raise GancliError(f"unknown features {features!r}", f"choose one of {', '.join(FEATURES)}")
-    return DOMAIN_FEATURES.get(dataset_of(reference), "inception") if features == "auto" else features
+    if features != "auto":
+        return features
+    domain = dataset_of(reference)
+    return domain if domain in CLASSIFIER_CLASSES else "inception"
 
 
 def score(generated: ImageSource, reference: ImageSource = "mnist:test", *, features: str = DEFAULT_FEATURES, n: int = 10000,
@@ -75,17 +77,19 @@ def score(generated: ImageSource, reference: ImageSource = "mnist:test", *, feat
           device: str = "auto", data_dir: str | None = None, no_cache: bool = False, notify: Notify = quiet,
           on_progress: Callable[[int, int], None] | None = None) -> dict:
     """FID, precision, recall, density, coverage and KID of the first `n` generated images against
-    the first `n` reference images (design note section 6), and with the MNIST classifier, class
-    coverage; the protocol (extractor, weights hash, counts, reference, k) in the same dict.
+    the first `n` reference images (design note section 6), and with a classifier, class coverage
+    (classes present and missing by name, class KL, histogram); the protocol (extractor, weights
+    hash, counts, reference, k) in the same dict.
 
     `features`: inception (TF-2015 FID pool3, the default, as `gan score`'s: the published FID
-    protocol is the Inception's), mnist (the shipped classifier) or auto (the classifier of the
-    reference's dataset, Inception otherwise). A classifier scoring another dataset's images is
+    protocol is the Inception's), mnist or fashion-mnist (the shipped classifier of that dataset)
+    or auto (the classifier of the reference's dataset, the Inception otherwise, KMNIST's included).
+    A classifier scoring another dataset's images is
     allowed and says so in `notify` and in the result's `warning`. `n` >= 2 and `k` >= 1, as the CLI checks.
     """
     from numbers import Integral
 
-    from gancli.features import MNIST_BATCH, inception_extractor, mnist_extractor, reference_features
+    from gancli.features import CLASSIFIER_BATCH, classifier_extractor, inception_extractor, reference_features
     from gancli.inference import resolve_device
     from gancli.metrics import class_coverage, evaluate
 
@@ -111,7 +115,7 @@ def score(generated: ImageSource, reference: ImageSource = "mnist:test", *, feat
         if chosen == "inception" and images.shape[1] not in (1, 3):
             raise GancliError(f"the {name} images have {images.shape[1]} channels; the Inception takes grey (1) or RGB (3)",
                               "convert them to grey or RGB")
-        if chosen == "mnist" and tuple(images.shape[1:]) != (1, 28, 28):
+        if chosen != "inception" and tuple(images.shape[1:]) != (1, 28, 28):
             notify(f"warning: {name} images are {tuple(images.shape[1:])}; resized to grey 28x28")
     dev = resolve_device(device)
     done = [0]
@@ -119,7 +123,7 @@ def score(generated: ImageSource, reference: ImageSource = "mnist:test", *, feat
     if chosen == "inception":
         extractor = inception_extractor(inception_weights, batch_size or 50, dev, advance, precision, notify=notify)
     else:
-        extractor = mnist_extractor(batch_size or MNIST_BATCH, dev, advance)
+        extractor = classifier_extractor(chosen, batch_size or CLASSIFIER_BATCH, dev, advance)
     fake_features, predicted = extractor.run(fake)
     done[0] = len(fake)
     real_features, _ = reference_features(extractor, real, no_cache=no_cache, warn=lambda m: notify(f"warning: {m}"))
@@ -127,7 +131,7 @@ def score(generated: ImageSource, reference: ImageSource = "mnist:test", *, feat
               "n_reference": len(real), "reference": describe(reference), **evaluate(real_features, fake_features, k)}
     if mismatch:
         result["warning"] = mismatch
-    return result | (class_coverage(predicted) if predicted is not None else {})
+    return result | (class_coverage(predicted, extractor.classes) if predicted is not None else {})
 
 
 def sample(checkpoint: str | Path | None = None, n: int = 10000, seed: int = 0, *, reject: float | None = None,
@@ -329,19 +333,21 @@ def resume(checkpoint: str | Path | None = None, *, epochs: int | None = None, u
 
 
 def _evaluator(config: TrainConfig, data_dir: str | None, device, new_run: bool, notify: Notify):
-    """The per-epoch evaluation against MNIST test, or None when it is off (a new run on other data says why)."""
-    from gancli.config import mnist_data
+    """The per-epoch evaluation against the test split of the run's dataset, or None when it is off
+    (a new run on data without a shipped classifier says why)."""
+    from gancli.config import classifier_domain, no_classifier_note
     from gancli.data import load_images
     from gancli.evaluation import make_evaluator
 
+    domain = classifier_domain(config.data)
     if not config.eval_every:
-        if new_run and not mnist_data(config.data):
-            notify(f"per-epoch evaluation off: the shipped classifier knows digits, not {Path(config.data).name}")
+        if new_run and domain is None:
+            notify(no_classifier_note(config.data))
         return None
     try:
-        reference = load_images("mnist:test", data_dir)
+        reference = load_images(f"{domain}:test", data_dir)
     except GancliError as e:
-        raise GancliError(f"the per-epoch evaluation needs MNIST's test split: {e.message}",
+        raise GancliError(f"the per-epoch evaluation needs {domain}'s test split: {e.message}",
                           "put t10k-images-idx3-ubyte(.gz) beside the training files, or pass --eval-every 0") from None
     return make_evaluator(config, reference, device, warn=lambda message: notify(f"warning: {message}"))
 

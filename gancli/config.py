@@ -6,10 +6,12 @@ Importing this module must stay cheap (no torch): the CLI validates options with
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
-from gancli.errors import GancliError
+from gancli.errors import GancliError, UsageError
 
 OBJECTIVES = ("vanilla", "fgan", "wgan", "wgan-gp")
 # Row names of the table in divergences.py (kept here so `--help` needs no torch import).
@@ -22,9 +24,18 @@ OPTIMIZERS = ("adam", "rmsprop", "sgd")
 G_LOSSES = ("alternative", "minimax")
 LR_DECAYS = ("none", "linear", "cosine")
 PRECISIONS = ("fp32", "bf16")
+# A dataset -> its classes, for each dataset gancli ships a classifier of (scripts/train_classifier.py,
+# weights in gancli/weights/): `--features auto` and the per-epoch evaluation score a dataset's images
+# on its own classifier. KMNIST has none: its official files were never at hand, and a classifier
+# trained on anything else would not be KMNIST's.
+CLASSIFIER_CLASSES: dict[str, tuple[str, ...]] = {
+    "mnist": tuple("0123456789"),
+    "fashion-mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                      "Ankle boot"),
+}
 # gan score --features and gancli.score's features (api.choose_features). The default is the Inception:
 # the published FID protocol is its; auto would give classifier FIDs on MNIST that no paper's table has.
-FEATURES = ("inception", "mnist", "auto")
+FEATURES = ("inception", *CLASSIFIER_CLASSES, "auto")
 DEFAULT_FEATURES = "inception"
 REJECT_METHODS = ("threshold", "drs")  # gan sample --reject-method (sampling.make_acceptance)
 INTERPOLATION_MODES = ("slerp", "lerp")  # gan interpolate --mode (sampling.interpolation_latents)
@@ -78,9 +89,9 @@ class TrainConfig:
     sync_batch_norm: bool = False  # under torchrun, the DCGAN generator's batch norm over the global batch
     ema: float = 0.0  # decay of the moving average of G's weights that sampling uses; 0 off (training.ema_decay)
     # quality during training (evaluation.py): 0 off, as in checkpoints written before it; make_config
-    # turns it on for MNIST data, the only data the shipped classifier's features mean something for
+    # turns it on for the data of a dataset gancli ships a classifier of (CLASSIFIER_CLASSES)
     eval_every: int = 0  # after every N-th epoch and the last
-    eval_n: int = 2000  # generated images, against as many of MNIST test
+    eval_n: int = 2000  # generated images, against as many test images of the data's dataset
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -158,21 +169,29 @@ OBJECTIVE_DEFAULTS: dict[str, dict] = {
 
 # `gan calibrate` fits on half of its images and measures on the other half: two of each kind each
 MIN_CALIBRATION_IMAGES = 4
-MNIST_EVAL_EVERY = 1  # a new run on MNIST data is evaluated after every epoch
+DOMAIN_EVAL_EVERY = 1  # a new run on a dataset gancli ships a classifier of is evaluated after every epoch
 
 
-def mnist_data(data: str) -> bool:
-    """Whether a run's --data is MNIST (either split, any slice): the per-epoch evaluation's classifier knows digits only."""
-    return data.split("[")[0].split(":")[0] == "mnist"
+def classifier_domain(source: str) -> str | None:
+    """The dataset a run's --data or a source names ('fashion-mnist:test[:500]' -> 'fashion-mnist')
+    when gancli ships its classifier, else None (an image folder, a file, KMNIST)."""
+    name = source.split("[")[0].split(":")[0]
+    return name if name in CLASSIFIER_CLASSES else None
+
+
+def no_classifier_note(data: str) -> str:
+    """What a run on data without a shipped classifier says about its per-epoch evaluation."""
+    return (f"per-epoch evaluation off: gancli ships classifiers for {', '.join(CLASSIFIER_CLASSES)}, "
+            f"not for {Path(data).name}")
 
 
 def make_config(objective: str, **overrides) -> TrainConfig:
     """Defaults of the objective, then every override that is not None; the per-epoch evaluation
-    is on (every epoch) for MNIST data unless told otherwise."""
+    is on (every epoch) for data with a shipped classifier unless told otherwise."""
     if objective not in OBJECTIVES:
         raise GancliError(f"unknown objective {objective!r}", f"choose one of {', '.join(OBJECTIVES)}")
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    evaluation = {"eval_every": MNIST_EVAL_EVERY} if mnist_data(overrides.get("data", TrainConfig.data)) else {}
+    evaluation = {"eval_every": DOMAIN_EVAL_EVERY} if classifier_domain(overrides.get("data", TrainConfig.data)) else {}
     config = validate(TrainConfig(**{"objective": objective, **OBJECTIVE_DEFAULTS[objective], **evaluation, **overrides}))
     check_objective_options(config, overrides)
     return config
@@ -216,7 +235,76 @@ def validate(c: TrainConfig) -> TrainConfig:
            "the MLP has no batch norm")
     _check(0.0 <= c.ema < 1.0, "--ema is a decay in [0, 1)", "e.g. 0.999; 0 turns it off")
     _check(c.eval_every >= 0 and c.eval_n >= 2, "--eval-every must be >= 0 and --eval-n >= 2")
-    _check(c.eval_every == 0 or mnist_data(c.data),
-           f"--eval-every scores with the shipped MNIST digit classifier, whose features mean little for {c.data}",
+    _check(c.eval_every == 0 or classifier_domain(c.data) is not None,
+           f"--eval-every scores on the classifier of the data's dataset; gancli ships those of "
+           f"{', '.join(CLASSIFIER_CLASSES)}, not one for {c.data}",
            "train with --eval-every 0 and score samples with `gan score --features inception`")
     return c
+
+
+# A run's image shape is its data's (api.train sets it), so no config file sets it
+NOT_IN_FILES = ("image_shape",)
+
+
+def config_fields_from_toml(text: str, source: str) -> dict:
+    """A config file's keys (`gan train --config FILE.toml`): `objective` and TrainConfig fields by
+    name (`lr`: both learning rates, as the option), arrays as tuples. An unknown key, a wrong type
+    or a value out of its range (each key
+    checked on the defaults alone; checks across keys come with the options, in make_config) is a
+    UsageError naming the key."""
+    import difflib
+    import tomllib
+
+    try:
+        values = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise UsageError(f"{source} is not TOML: {error}") from None
+    known = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.name not in NOT_IN_FILES}
+    known["lr"] = TrainConfig.lr_d
+    fields = {}
+    for key, value in values.items():
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            raise UsageError(f"{source}: unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""),
+                             "keys are gan train's options with _ for -: see `gan config RUN` for a whole file")
+        value = tuple(value) if isinstance(value, list) else value
+        if not _same_kind(value, known[key]):
+            raise UsageError(f"{source}: {key} = {value!r} is a {type(value).__name__}, expected one like {known[key]!r}")
+        try:
+            validate(dataclasses.replace(TrainConfig(), **({"lr_d": value, "lr_g": value} if key == "lr" else {key: value})))
+        except GancliError as error:
+            raise UsageError(f"{source}: {key} = {value!r}: {error.message}", error.hint) from None
+        fields[key] = value
+    if "lr" in fields:
+        lr = fields.pop("lr")
+        fields = {"lr_d": lr, "lr_g": lr} | fields
+    return fields
+
+
+def read_config_file(path: str | Path) -> dict:
+    """`config_fields_from_toml` of a file (a path, or a pipe such as bash's `<(gan config RUN)`)."""
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(f"cannot read the config file {path}: {getattr(error, 'strerror', None) or error}") from None
+    return config_fields_from_toml(text, str(path))
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return "[" + ", ".join(map(_toml_value, value)) + "]"
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a TOML basic string
+    return repr(value)  # ints, and floats with a point or an exponent (inf and nan are TOML too)
+
+
+def config_toml(config: TrainConfig) -> str:
+    """`config` as a file `gan train --config` reads back into the same config: every field (so that
+    later defaults do not change a rerun), less the data's image shape and the divergence fields an
+    objective other than theirs would refuse."""
+    skipped = set(NOT_IN_FILES) | ({"div", "alpha"} if config.objective != "fgan" else
+                                   set() if config.div == "alpha" else {"alpha"})
+    return "".join(f"{f.name} = {_toml_value(getattr(config, f.name))}\n"
+                   for f in dataclasses.fields(config) if f.name not in skipped)

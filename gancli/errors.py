@@ -1,4 +1,5 @@
-"""The user-facing outcomes that are not success: an error (exit 1), Ctrl-C (130), a quality gate (3)."""
+"""The user-facing outcomes that are not success: an error (exit 1), a usage error found past the
+option parser (2), Ctrl-C (130), a quality gate (3)."""
 
 
 class GancliError(Exception):
@@ -16,12 +17,19 @@ class GancliError(Exception):
         return type(self), (self.message, self.hint)
 
 
-class TrainingInterrupted(Exception):
-    """Ctrl-C during training, raised after a resumable checkpoint was written."""
+class UsageError(GancliError):
+    """A bad command line that the option parser cannot see: a config file's unknown key, wrong type
+    or out-of-range value. Exit 2, like the parser's own."""
 
-    def __init__(self, checkpoint):
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C during training, raised after a resumable checkpoint was written; `next_step` says how to
+    continue (default: `gan resume CHECKPOINT`)."""
+
+    def __init__(self, checkpoint, next_step: str | None = None):
         super().__init__(f"interrupted; resumable checkpoint at {checkpoint}")
         self.checkpoint = checkpoint
+        self.next_step = next_step or f"continue with `gan resume {checkpoint}`"
 
 
 class QualityFailed(Exception):

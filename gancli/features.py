@@ -1,4 +1,4 @@
-"""Feature extractors for `score`: the TF-2015 FID Inception and the project's MNIST classifier."""
+"""Feature extractors for `score`: the TF-2015 FID Inception and the project's dataset classifiers."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from gancli.errors import GancliError
 
 PROTOCOL_VERSION = 1
-MNIST_WEIGHTS = Path(__file__).parent / "weights" / "mnist_classifier.safetensors"
+WEIGHTS_DIR = Path(__file__).parent / "weights"
 
 
 class Extractor(NamedTuple):
@@ -25,6 +25,7 @@ class Extractor(NamedTuple):
     dim: int  # D, the features' width
     # uint8 images [N, C, H, W] -> (features [N, D] float32, predicted classes [N] or None)
     run: Callable[[torch.Tensor], tuple[np.ndarray, np.ndarray | None]]
+    classes: tuple[str, ...] = ()  # the names of the predicted classes, in index order; none for the Inception
 
 
 def file_hash(path: Path) -> str:
@@ -40,7 +41,7 @@ def inception_input(images: torch.Tensor) -> torch.Tensor:
     return 2 * x - 1
 
 
-def mnist_input(images: torch.Tensor) -> torch.Tensor:
+def classifier_input(images: torch.Tensor) -> torch.Tensor:
     """uint8 -> grey 28x28 in [-1, 1] (other sizes are resized bilinearly, colour averaged)."""
     x = images.float()
     if x.shape[1] != 1:
@@ -360,30 +361,40 @@ def reference_features(extractor: Extractor, images: torch.Tensor, *, no_cache: 
 # Channels-last activations in batches of 200 keep the classifier's convolutions in cache: several
 # times faster on a CPU than NCHW batches of 1,000 (benchmarks/eval_cost.py), features equal to 3e-7
 # relative.
-MNIST_BATCH = 200
+CLASSIFIER_BATCH = 200
 
 
-def mnist_extractor(batch_size: int = MNIST_BATCH, device="cpu", on_progress=None) -> Extractor:
+def classifier_weights(domain: str) -> Path:
+    """Where the package keeps the classifier of dataset `domain` (config.CLASSIFIER_CLASSES)."""
+    return WEIGHTS_DIR / f"{domain.replace('-', '_')}_classifier.safetensors"
+
+
+def classifier_extractor(domain: str, batch_size: int = CLASSIFIER_BATCH, device="cpu", on_progress=None) -> Extractor:
+    """The shipped classifier of dataset `domain`: its 128-d penultimate layer and its predicted classes;
+    named `<domain>-classifier` in every result, so results of two classifiers never compare."""
     from safetensors.torch import load_file
 
-    from gancli.models import MNISTClassifier
+    from gancli.config import CLASSIFIER_CLASSES
+    from gancli.models import DomainClassifier
 
-    if not MNIST_WEIGHTS.is_file():
-        raise GancliError(f"the MNIST classifier weights are missing at {MNIST_WEIGHTS}",
-                          "reinstall gancli, or run scripts/train_mnist_classifier.py")
+    path = classifier_weights(domain)
+    if not path.is_file():
+        raise GancliError(f"the {domain} classifier weights are missing at {path}",
+                          f"reinstall gancli, or run scripts/train_classifier.py {domain}")
+    classes = CLASSIFIER_CLASSES[domain]
     # on the meta device, then given the file's tensors: the constructor's initial weights would be
     # drawn from torch's global RNG, which a training's dropout draws from (evaluating must not change training)
     with torch.device("meta"):
-        model = MNISTClassifier()
-    model.load_state_dict(load_file(str(MNIST_WEIGHTS)), assign=True)
+        model = DomainClassifier(len(classes))
+    model.load_state_dict(load_file(str(path)), assign=True)
     model = model.to(device, memory_format=torch.channels_last).eval()
 
     def step(x):
-        features = model.features(mnist_input(x).to(device).contiguous(memory_format=torch.channels_last))
+        features = model.features(classifier_input(x).to(device).contiguous(memory_format=torch.channels_last))
         return features.cpu(), model.head(features).argmax(1).cpu()
 
     def run(images):
         outs = _batched(step, images, batch_size, on_progress)
         return torch.cat([f for f, _ in outs]).numpy(), torch.cat([p for _, p in outs]).numpy()
 
-    return Extractor("mnist-classifier", file_hash(MNIST_WEIGHTS), model.head.in_features, run)
+    return Extractor(f"{domain}-classifier", file_hash(path), model.head.in_features, run, classes)

@@ -91,12 +91,15 @@ def kernel_inception_distance(real: np.ndarray, fake: np.ndarray, subsets: int =
     return float(np.mean(values)), float(np.std(values))
 
 
-def class_coverage(predicted: np.ndarray, classes: int = 10) -> dict:
-    """Digits present (at least 1% of the images each) and KL(predicted-class histogram || uniform), in nats."""
-    counts = np.bincount(np.asarray(predicted), minlength=classes).astype(np.float64)
+def class_coverage(predicted: np.ndarray, classes: tuple[str, ...]) -> dict:
+    """Classes present (at least 1% of the images each), those missing by name, and
+    KL(predicted-class histogram || uniform) in nats, sum_c p_c log(C p_c), over the C `classes`."""
+    counts = np.bincount(np.asarray(predicted), minlength=len(classes)).astype(np.float64)
     p = counts / counts.sum()
-    kl = float(np.sum(np.where(p > 0, p * np.log(np.where(p > 0, p, 1) * classes), 0.0)))
-    return {"classes_present": int((p >= 0.01).sum()), "class_kl": kl, "class_histogram": counts.astype(int).tolist()}
+    kl = float(np.sum(np.where(p > 0, p * np.log(np.where(p > 0, p, 1) * len(classes)), 0.0)))
+    return {"classes_present": int((p >= 0.01).sum()), "classes_total": len(classes),
+            "classes_missing": [name for name, share in zip(classes, p, strict=True) if share < 0.01],
+            "class_kl": kl, "class_names": list(classes), "class_histogram": counts.astype(int).tolist()}
 
 
 def evaluate(real: np.ndarray, fake: np.ndarray, k: int = 3, kid_subsets: int = 100) -> dict:

@@ -157,15 +157,16 @@ def generate_images(G: nn.Module, z: torch.Tensor, device: torch.device | str, b
         G.train(was_training)
 
 
-class MNISTClassifier(nn.Module):
-    """A small CNN for 28x28 digits: `features` (128-d penultimate layer) for FID/PR, logits for class coverage."""
+class DomainClassifier(nn.Module):
+    """A small CNN for a 28x28 grey dataset (MNIST's digits, Fashion-MNIST's garments): `features`
+    (128-d penultimate layer) for FID/PR, logits over its `classes` for class coverage."""
 
-    def __init__(self):
+    def __init__(self, classes: int = 10):
         super().__init__()
         conv = lambda i, o: [nn.Conv2d(i, o, 3), nn.ReLU()]
         self.body = nn.Sequential(*conv(1, 32), *conv(32, 32), nn.MaxPool2d(2), *conv(32, 64), *conv(64, 64),
                                   nn.MaxPool2d(2), nn.Flatten(), nn.Linear(64 * 4 * 4, 128), nn.ReLU())
-        self.head = nn.Linear(128, 10)
+        self.head = nn.Linear(128, classes)
 
     def features(self, x):
         return self.body(x)

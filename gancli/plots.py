@@ -20,7 +20,7 @@ PANELS: dict[str, tuple[tuple[str, ...], bool]] = {
     "D accuracy": (("d_acc_real", "d_acc_fake"), False),
     "gradient norm": (("grad_norm_d", "grad_norm_g"), True),
     "Wasserstein estimate": (("wasserstein",), False),
-    "FID (MNIST features)": (("fid",), True),
+    "FID (evaluation classifier)": (("fid",), True),
     "precision / recall": (("precision", "recall"), False),
     "learning rate": (("lr_d", "lr_g"), True),
     "mode-seeking weight": (("ms_lambda",), False),
@@ -108,13 +108,68 @@ def plot_curves(runs: list[Path], output: Path) -> dict:
     handles = [plt.Line2D([], [], color=colour) for colour in colours[:len(curves)]]
     fig.legend(handles, labels, loc="upper center", ncol=min(len(curves), 3), fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / (2.8 * rows + 0.6) * (1 + (len(curves) - 1) // 3)))
+    _save_figure(fig, output)
+    return {"output": str(output), "panels": panels, "runs": curves}
+
+
+def _save_figure(fig, output: Path) -> None:
+    import matplotlib.pyplot as plt
+
     buffer = io.BytesIO()  # then one atomic write: a full disk leaves no truncated figure
     try:
         fig.savefig(buffer, format=output.suffix[1:].lower(), dpi=100)
     finally:
         plt.close(fig)
     atomic_write(output, buffer.getvalue())
-    return {"output": str(output), "panels": panels, "runs": curves}
+
+
+def plot_tuning(history: list[dict], importances: dict[str, float], output: Path, target: str) -> Path:
+    """`gan tune`'s figure: each trial's value (complete: dots, with the best so far as a line; pruned:
+    crosses at their last evaluated FID; failed: left out) and the searched options' importances
+    (Optuna's fANOVA), as bars. `history`: [{"number", "state", "value"}], where `value` is a pruned
+    trial's last intermediate value."""
+    if output.suffix.lower() not in CURVE_FORMATS:
+        raise GancliError(f"--plot {output}: figures are written as {', '.join(CURVE_FORMATS)}", "e.g. --plot tune.png")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4), gridspec_kw={"width_ratios": (3, 2)})
+    for state, marker, colour in (("COMPLETE", "o", "tab:blue"), ("PRUNED", "x", "tab:grey")):
+        points = [(t["number"], t["value"]) for t in history if t["state"] == state and t["value"] is not None]
+        if points:
+            left.scatter(*zip(*points, strict=True), marker=marker, color=colour, s=18, label=state.lower())
+    complete = sorted((t["number"], t["value"]) for t in history if t["state"] == "COMPLETE")
+    if complete:
+        best = [min(v for _, v in complete[:i + 1]) for i in range(len(complete))]
+        left.step([n for n, _ in complete], best, where="post", color="tab:orange", label="best so far")
+        values = [t["value"] for t in history if t["value"] is not None]
+        if min(values) > 0:
+            left.set_yscale("log")
+            plain = FuncFormatter(lambda v, _: f"{v:g}")
+            left.yaxis.set_major_formatter(plain)
+            left.yaxis.set_minor_formatter(plain if max(values) < 10 * min(values) else NullFormatter())
+    left.xaxis.set_major_locator(MaxNLocator(integer=True))
+    left.set_xlabel("trial")
+    left.set_ylabel(f"{target} evaluated FID")
+    left.set_title("optimisation history", fontsize=9)
+    if history:
+        left.legend(fontsize=8, frameon=False)
+    left.grid(alpha=0.3)
+    if importances:
+        names = list(importances)[::-1]
+        right.barh(names, [importances[n] for n in names], color="tab:blue")
+        right.set_xlabel("importance (fANOVA, share of the value's variance)")
+    else:
+        right.text(0.5, 0.5, "importances need 2 complete trials\nwith searched options that vary", ha="center",
+                   va="center", fontsize=9)
+        right.set_axis_off()
+    right.set_title("parameter importances", fontsize=9)
+    fig.tight_layout()
+    _save_figure(fig, output)
+    return output
 
 
 def _captioned(path: Path, caption: str):

@@ -50,7 +50,8 @@ def failed_gates(result: dict, limits: dict[str, float]) -> list[str]:
     failed = []
     for metric, bound in limits.items():
         if metric not in result:
-            raise GancliError(f"the result has no {metric} to gate", "--min-classes needs --features mnist")
+            raise GancliError(f"the result has no {metric} to gate",
+                              "--min-classes needs a classifier's predictions: --features mnist, fashion-mnist or auto")
         value, lower_is_better = result[metric], DIRECTION[metric] < 0
         if not (value <= bound if lower_is_better else value >= bound):  # so that NaN misses every gate
             failed.append(f"{metric} {value:.4g} {'>' if lower_is_better else '<'} {bound:g}")
@@ -92,5 +93,6 @@ def compare(baseline: dict, candidate: dict, max_regression: float, metrics: tup
             changes.append(Change(metric, base, new, worse_by, worse_by > max_regression))
     if not changes:  # nothing compared is no pass
         raise GancliError(f"no metric to compare: the results do not both hold {' or '.join(metrics)}",
-                          "classes_present comes with --features mnist; choose --metrics among the results' fields")
+                          "classes_present comes with a classifier (--features mnist, fashion-mnist or auto); "
+                          "choose --metrics among the results' fields")
     return changes

@@ -21,7 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gancli.checkpoint import Progress, read_checkpoint
-from gancli.config import LOCKED_FIELDS, TrainConfig, check_objective_options, mnist_data, validate
+from gancli.config import (
+    LOCKED_FIELDS,
+    TrainConfig,
+    check_objective_options,
+    classifier_domain,
+    no_classifier_note,
+    validate,
+)
 from gancli.distributed import SINGLE, World
 from gancli.errors import GancliError
 from gancli.runs import CHECKPOINT, check_not_training, is_run, new_run_dir, runs_root
@@ -58,9 +65,14 @@ def plan_resume(old: TrainConfig, changes: dict, progress: Progress, *, origin: 
     if "objective" not in changes and "div" in changes:
         changes["objective"] = "fgan"
     notes = []
-    if "data" in changes and not mnist_data(changes["data"]) and "eval_every" not in changes and old.eval_every:
-        changes["eval_every"] = 0  # as for a new run on such data (make_config)
-        notes.append(f"per-epoch evaluation off: the shipped classifier knows digits, not {Path(changes['data']).name}")
+    if "data" in changes and classifier_domain(changes["data"]) != classifier_domain(old.data) and old.eval_every:
+        if classifier_domain(changes["data"]) is None:
+            if "eval_every" not in changes:
+                changes["eval_every"] = 0  # as for a new run on such data (make_config)
+                notes.append(no_classifier_note(changes["data"]))
+        else:  # log lines say which classifier scored them; best compares an epoch with those of the same
+            notes.append(f"the per-epoch evaluation now scores on the {classifier_domain(changes['data'])} classifier: "
+                         f"its FIDs compare only with epochs scored on it")
     config = validate(dataclasses.replace(old, **changes))
     check_objective_options(config, changes)
     if config.batch_size != old.batch_size and progress.batch_in_epoch:

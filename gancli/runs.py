@@ -114,7 +114,8 @@ def resolve_checkpoint(checkpoint: str | None, runs: str | None = None, best: bo
     if run is None:
         return path
     if best and not (run / BEST).is_file():
-        raise GancliError(f"{run} has no {BEST}", "it is written at the run's first evaluated epoch (--eval-every, MNIST data)")
+        raise GancliError(f"{run} has no {BEST}",
+                          "it is written at the run's first evaluated epoch (--eval-every, MNIST or Fashion-MNIST data)")
     return run / (BEST if best else CHECKPOINT)
 
 
@@ -266,16 +267,24 @@ def number(value) -> float | None:
     return value
 
 
+def fid_protocol(record: dict) -> tuple:
+    """What an evaluated epoch's FID compares on: its --eval-n (a FID over fewer images is biased upwards)
+    and its classifier (two classifiers' FIDs are two scales). Logs older than `eval_features` were
+    all scored on the MNIST classifier, the only one there was."""
+    return record.get("eval_n"), record.get("eval_features", "mnist-classifier")
+
+
 def comparable_fids(records: list[dict]) -> list[dict]:
-    """The evaluated records whose FIDs compare with the latest one's: the same --eval-n (a FID over fewer
-    images is biased upwards, so FIDs of different N are never compared); those without a finite FID left out."""
+    """The evaluated records whose FIDs compare with the latest one's (the same `fid_protocol`); those
+    without a finite FID left out."""
     evaluated = [r for r in records if number(r.get("fid")) is not None]
-    return [r for r in evaluated if r.get("eval_n") == evaluated[-1].get("eval_n")] if evaluated else []
+    return [r for r in evaluated if fid_protocol(r) == fid_protocol(evaluated[-1])] if evaluated else []
 
 
 def run_summary(run: Path) -> dict:
-    """One row of `gan runs`: what the run trains, how far, its FIDs, its training time and its status
-    (running, finished, interrupted, diverged; unreadable for a damaged checkpoint)."""
+    """One row of `gan runs`: what the run trains, how far, its FIDs (and on which classifier), the
+    classes its latest evaluation found, its training time and its status (running, finished,
+    interrupted, diverged; unreadable for a damaged checkpoint)."""
     header = read_header(run / CHECKPOINT)
     config, progress = (header.config, header.progress) if header else (None, None)
     records = read_log(run)
@@ -299,7 +308,10 @@ def run_summary(run: Path) -> dict:
             "parent": parent.name if parent else header.parent if header else None,
             "last_fid": evaluated[-1]["fid"] if evaluated else None, "last_fid_epoch": evaluated[-1]["epoch"] if evaluated else None,
             "best_fid": best["fid"] if best else None, "best_fid_epoch": best["epoch"] if best else None,
-            "fid_n": evaluated[-1].get("eval_n") if evaluated else None, "seconds": seconds, "status": status}
+            "fid_n": evaluated[-1].get("eval_n") if evaluated else None,
+            "fid_features": fid_protocol(evaluated[-1])[1] if evaluated else None,
+            **{k: evaluated[-1].get(k) if evaluated else None for k in ("classes_present", "classes_total", "classes_missing")},
+            "seconds": seconds, "status": status}
 
 
 def list_runs(root: Path) -> list[dict]:

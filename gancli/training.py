@@ -24,7 +24,7 @@ from gancli.config import TrainConfig
 from gancli.distributed import World, average_gradients
 from gancli.errors import GancliError, TrainingInterrupted
 from gancli.models import generate_images, to_unit_range
-from gancli.runs import BEST, CHECKPOINT, DIVERGED, RunLock, append_log, number, read_log, set_latest, truncate_log
+from gancli.runs import BEST, CHECKPOINT, DIVERGED, RunLock, append_log, fid_protocol, number, read_log, set_latest, truncate_log
 from gancli.state import TrainState, save_state
 from gancli.streams import save_png_grid
 
@@ -307,8 +307,8 @@ def train(state: TrainState, images: torch.Tensor, run: Path,
             if evaluate is not None and _evaluated_at(cfg, record["epoch"]):
                 with torch.random.fork_rng(devices=[state.device] if state.device.type == "cuda" else []):
                     record |= evaluate(state.generator)  # whatever it draws, training's generators are untouched
-                # A FID over fewer images is biased upwards: an epoch is best among those scored on as many
-                record["best"] = record["fid"] < min((r["fid"] for r in evaluated if r.get("eval_n") == record.get("eval_n")),
+                # an epoch is best among those whose FIDs compare with its own
+                record["best"] = record["fid"] < min((r["fid"] for r in evaluated if fid_protocol(r) == fid_protocol(record)),
                                                      default=math.inf)
             state.epoch, state.batch_in_epoch, state.totals = state.epoch + 1, 0, {}
             state.epoch_start_rng = state.data_rng.get_state()

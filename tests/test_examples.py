@@ -22,14 +22,28 @@ def study(out: Path, data: Path):
     return example("study.sh", "--smoke", "--out", out, cwd=out.parent, data=data)
 
 
+def array_task(task: int, out: Path, data: Path, cwd: Path):
+    """examples/slurm/study.sbatch's body for array task `task`, without Slurm."""
+    return subprocess.run(["bash", str(ROOT / "examples" / "slurm" / "study.sbatch"), "--smoke", "--out", str(out)],
+                          cwd=cwd, capture_output=True, timeout=600,
+                          env=gan_env(cwd, GANCLI_DATA=str(data), SLURM_ARRAY_TASK_ID=str(task), SLURM_SUBMIT_DIR=str(ROOT)))
+
+
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
+    """The smoke study as a cluster runs it: one Slurm array task per model, then study.sh, which
+    finds every model done and adds the real-data floor and the table (its log kept for the tests)."""
     base = tmp_path_factory.mktemp("study")
     for split, prefix in (("train", "train"), ("test", "t10k")):
         images = synthetic_images(512, side=28, seed=len(split)).squeeze(1).numpy()
         write_idx(base / "mnist" / "mnist", f"{prefix}-images-idx3-ubyte", images)
+    for task in range(len(MODELS)):
+        result = array_task(task, base / "out", base / "mnist", base)
+        assert result.returncode == 0, result.stderr.decode()[-3000:]
+        assert f"task {task} of {len(MODELS)}: {MODELS[task]}" in result.stderr.decode()
     result = study(base / "out", base / "mnist")
     assert result.returncode == 0, result.stderr.decode()[-3000:]
+    (base / "after-the-array.log").write_bytes(result.stderr)
     return base
 
 
@@ -140,19 +154,38 @@ def test_smoke_study_sweeps_the_rejection_threshold(smoke):
 
 
 def test_slurm_array_tasks_fill_the_study_layout(smoke, tmp_path):
-    """The array's per-task body for tasks 0 and 1, without Slurm: each trains and scores its model of
-    `study.sh --list` where study.sh looks, so that study.sh afterwards has nothing left to do for them."""
-    out = tmp_path / "out"
-    for task in (0, 1):
-        result = subprocess.run(["bash", str(ROOT / "examples" / "slurm" / "study.sbatch"), "--smoke", "--out", str(out)],
-                                cwd=tmp_path, capture_output=True, timeout=600,
-                                env=gan_env(tmp_path, GANCLI_DATA=str(smoke / "mnist"), SLURM_ARRAY_TASK_ID=str(task),
-                                            SLURM_SUBMIT_DIR=str(ROOT)))
-        assert result.returncode == 0, result.stderr.decode()[-3000:]
-    for model in ("vanilla", "fgan-kl"):  # the first two of `study.sh --smoke --list`
-        assert (out / "runs" / model / "checkpoint-calibrated.safetensors").is_file()
-        assert (out / "scores" / f"{model}.mnist.json").is_file() and (out / "scores" / f"{model}+raw.mnist.json").is_file()
-    assert not (out / "runs" / "wgan-gp").exists() and not (out / "scores" / "real-floor.mnist.json").exists()
-    again = example("study.sh", "--smoke", "--out", out, "vanilla", "fgan-kl", cwd=tmp_path, data=smoke / "mnist")
-    assert again.returncode == 0 and "== " not in again.stderr.decode()  # nothing trained, sampled or scored again
-    assert "| `fgan-kl` |" in (tmp_path / "results.md").read_text()
+    """Each array task trained and scored its model of `study.sh --list` where study.sh looks, so that
+    study.sh afterwards trained, sampled and scored nothing of theirs; a task past the list is refused."""
+    for model in MODELS:
+        assert (smoke / "out" / "runs" / model / "checkpoint-calibrated.safetensors").is_file()
+        assert (smoke / "out" / "scores" / f"{model}.mnist.json").is_file()
+    after = (smoke / "after-the-array.log").read_text()
+    assert [line for line in after.splitlines() if line.startswith("== ")] == [f"== wrote {smoke / 'results.md'}"]
+    assert (smoke / "out" / "scores" / "real-floor.mnist.json").is_file()
+    beyond = array_task(len(MODELS), tmp_path / "out", smoke / "mnist", tmp_path)
+    assert beyond.returncode == 2 and f"the study has {len(MODELS)} models" in beyond.stderr.decode()
+
+
+def test_fashion_example_trains_evaluates_and_scores_on_fashion_alone(tmp_path):
+    """examples/fashion.sh --smoke on synthetic Fashion-MNIST IDX files, beside an MNIST of other
+    images: the run is evaluated on the Fashion classifier against Fashion test, its samples scored
+    in garments, and a second run of the script redoes nothing."""
+    data = tmp_path / "data"
+    for name, seed in (("fashion-mnist", 40), ("mnist", 50)):
+        for prefix, offset in (("train", 0), ("t10k", 1)):
+            images = synthetic_images(256, side=28, seed=seed + offset).squeeze(1).numpy()
+            write_idx(data / name, f"{prefix}-images-idx3-ubyte", images if name == "fashion-mnist" else 255 - images)
+    result = example("fashion.sh", "--smoke", "--out", tmp_path / "f", cwd=tmp_path, data=data)
+    assert result.returncode == 0, result.stderr.decode()[-3000:]
+    log = [json.loads(line) for line in (tmp_path / "f" / "runs" / "vanilla" / "log.jsonl").read_text().splitlines()]
+    said = " ".join(result.stderr.decode().split())
+    assert log[-1]["eval_features"] == "fashion-mnist-classifier" and "/10 classes" in said
+    for row in ("last", "best", "real-floor"):
+        scores = json.loads((tmp_path / "f" / "scores" / f"{row}.fashion-mnist.json").read_text())
+        assert scores["extractor"] == "fashion-mnist-classifier" and "Ankle boot" in scores["class_names"]
+    assert scores["reference"] == "fashion-mnist"  # the floor: test scored against train
+    table = (tmp_path / "fashion.md").read_text()  # beside the output folder, as examples/fashion.md
+    assert "| real data (test vs train) |" in table and "| best (epoch 1) |" in table
+    assert (tmp_path / "f" / "curves.png").stat().st_size > 0 and (tmp_path / "f" / "grids" / "best.png").stat().st_size > 0
+    again = example("fashion.sh", "--smoke", "--out", tmp_path / "f", cwd=tmp_path, data=data)
+    assert again.returncode == 0 and "==" not in again.stderr.decode()

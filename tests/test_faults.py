@@ -206,7 +206,7 @@ CASES = [
     ("sample {d}/runs/ok -n 4 -o {d}/empty --grid {d}/empty/g.png", None, "would mix with the images"),
     ("filter --ckpt {d}/runs/ok --keep-top 0.5 {d}/tiny.safetensors -o {d}/existing.txt", None, "not a folder"),
     # evaluation, runs and plots
-    ("train vanilla --data {d}/tiny.safetensors --eval-every 1", None, "MNIST digit classifier"),
+    ("train vanilla --data {d}/tiny.safetensors --eval-every 1", None, "gancli ships those of mnist, fashion-mnist"),
     ("train vanilla --eval-every -1", None, "--eval-every"),
     ("train vanilla --eval-n 1", None, "--eval-n"),
     ("train vanilla --ema 1", None, "--ema"),

@@ -207,7 +207,7 @@ def test_the_extractors_draw_nothing_from_the_global_rng(tmp_path, monkeypatch):
     images = synthetic_images(2, side=28)
     torch.manual_seed(123)
     before = torch.get_rng_state()
-    features.mnist_extractor().run(images)
+    features.classifier_extractor("mnist").run(images)
     make_evaluator(tiny_config(image_shape=(1, 8, 8), eval_n=4), synthetic_images(4))
     features.inception_extractor(str(tmp_path / "pt_inception.pth"), precision="fp32").run(images)
     assert torch.equal(torch.get_rng_state(), before)

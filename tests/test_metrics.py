@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from gancli.config import CLASSIFIER_CLASSES
 from gancli.errors import GancliError
 from gancli.metrics import (
     class_coverage,
@@ -63,11 +64,15 @@ def test_kid_is_unbiased_near_zero_for_one_distribution_and_positive_across_two(
     assert shifted[0] > 10 * abs(same[0]) and shifted[0] > 0
 
 
-def test_class_coverage_spots_mode_collapse():
-    balanced = class_coverage(np.arange(1000) % 10)
-    collapsed = class_coverage(np.array([1] * 990 + [7] * 10))
+def test_class_coverage_spots_mode_collapse_and_names_the_missing_classes():
+    digits, garments = CLASSIFIER_CLASSES["mnist"], CLASSIFIER_CLASSES["fashion-mnist"]
+    balanced = class_coverage(np.arange(1000) % 10, digits)
+    collapsed = class_coverage(np.array([1] * 990 + [7] * 10), garments)
     assert balanced["classes_present"] == 10 and balanced["class_kl"] == pytest.approx(0.0, abs=1e-12)
-    assert collapsed["classes_present"] == 2 and collapsed["class_kl"] > 2.0
+    assert balanced["classes_missing"] == [] and balanced["class_names"] == list(digits)
+    assert collapsed["classes_present"] == 2 and collapsed["class_kl"] > 2.0 and collapsed["classes_total"] == 10
+    assert collapsed["classes_missing"] == ["T-shirt/top", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Bag",
+                                            "Ankle boot"]
 
 
 def test_bad_features_are_user_errors():

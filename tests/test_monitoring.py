@@ -55,7 +55,8 @@ def test_evaluating_changes_nothing_the_training_draws(tmp_path, cache):
     for net in ("G", "D"):
         mine, theirs = getattr(with_eval, net).state_dict(), getattr(without, net).state_dict()
         assert all(torch.equal(mine[k], theirs[k]) for k in mine)
-    untimed = lambda r: {k: v for k, v in r.items() if k not in TIMING_FIELDS and k not in EVAL_FIELDS + ("eval_n", "best")}
+    added = EVAL_FIELDS + ("eval_n", "eval_features", "best")
+    untimed = lambda r: {k: v for k, v in r.items() if k not in TIMING_FIELDS and k not in added}
     assert [untimed(r) for r in logged(tmp_path / "a")] == [untimed(r) for r in logged(tmp_path / "b")]
 
 
@@ -89,10 +90,11 @@ def test_sample_best_uses_the_best_epoch_and_says_when_there_is_none(cli, tmp_pa
 def test_evaluation_is_off_for_other_data_and_refused_when_asked(cli, tiny_data):
     result = cli("train", "vanilla", "--data", tiny_data, *TINY, "--epochs", "1", "--name", "x")
     assert result.exit_code == 0, result.stderr
-    assert "evaluation off: the shipped classifier knows digits, not tiny.safetensors" in " ".join(result.stderr.split())
+    assert ("evaluation off: gancli ships classifiers for mnist, fashion-mnist, not for tiny.safetensors"
+            in " ".join(result.stderr.split()))
     assert ckpt.read_file("runs/x/checkpoint.safetensors", "gan")[1]["config"]["eval_every"] == 0
     result = cli("train", "vanilla", "--data", tiny_data, *TINY, "--epochs", "1", "--eval-every", "1")
-    assert result.exit_code == 1 and "MNIST digit classifier" in result.stderr and result.stderr.count("\n") == 1
+    assert result.exit_code == 1 and "not one for" in result.stderr and result.stderr.count("\n") == 1
 
 
 def line_pixels(png, colour, tolerance=40):
@@ -118,7 +120,7 @@ def test_plot_draws_lines_for_one_run_and_for_a_parent_and_its_child(cli, tmp_pa
     kl = drawn["runs"][1]
     assert kl["switches"] == [3] and [e for e, _ in kl["series"]["fid"]] == [1, 2, 3, 4, 5]
     assert [v for _, v in kl["series"]["fid"]] == [9.0, 7.0, 8.0, 6.0, 5.0]  # the child continues its parent's curve
-    assert "FID (MNIST features)" in drawn["panels"] and "Wasserstein estimate" not in drawn["panels"]
+    assert "FID (evaluation classifier)" in drawn["panels"] and "Wasserstein estimate" not in drawn["panels"]
     result = cli("plot", child, "-o", tmp_path / "curves.svg")
     assert result.exit_code == 0 and (tmp_path / "curves.svg").read_text().lstrip().startswith("<?xml")
     result = cli("plot", child, "--grids", "-o", tmp_path / "evolution.gif")

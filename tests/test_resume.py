@@ -134,7 +134,8 @@ def test_an_option_shared_by_commands_has_one_definition():
     outputs = ("samples", "interpolate's picture", "plot's figure", "calibrate's checkpoint")
     meanings = {"--seed": ("a run's seed", "a latent seed"), "--batch-size": ("a training step", "a network pass"),
                 "--precision": ("training numerics", "the Inception's"), "--output": outputs, "-o": outputs,
-                "-n": ("images to make", "images to compare", "images to calibrate on")}
+                "-n": ("images to make", "images to compare", "images to calibrate on"),
+                "--runs": ("where runs go", "gan tune's study folder")}
     helps: dict[str, set] = {}
     for command in typer.main.get_command(app).commands.values():
         for param in command.params:

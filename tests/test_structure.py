@@ -21,9 +21,10 @@ LAYERS = [
     {"gancli.sampling", "gancli.evaluation", "gancli.state"},
     {"gancli.resuming", "gancli.training"},
     {"gancli.api"},
+    {"gancli.tuning"},
     {"gancli.cli._io", "gancli.cli.options"},
     {"gancli.cli.train", "gancli.cli.sample", "gancli.cli.filter", "gancli.cli.score", "gancli.cli.compare",
-     "gancli.cli.calibrate", "gancli.cli.runs"},
+     "gancli.cli.calibrate", "gancli.cli.runs", "gancli.cli.tune"},
     {"gancli.cli", "gancli", "gancli.__main__"},
 ]
 TRAINING = {"gancli.training", "gancli.state", "gancli.resuming"}

@@ -3,7 +3,7 @@
 import typer
 
 from gancli._version import __version__
-from gancli.cli import calibrate, compare, runs, sample, score, train
+from gancli.cli import calibrate, compare, runs, sample, score, train, tune
 from gancli.cli import filter as filter_cmd
 
 app = typer.Typer(
@@ -27,7 +27,9 @@ COMMANDS = [
     ("compare", compare.compare),
     ("calibrate", calibrate.calibrate),
     ("runs", runs.runs_table),
+    ("config", runs.show_config),
     ("plot", runs.plot),
+    ("tune", tune.tune),
 ]
 for name, function in COMMANDS:
     app.command(name)(function)

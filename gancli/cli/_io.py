@@ -9,7 +9,7 @@ import sys
 import typer
 from rich.console import Console
 
-from gancli.errors import GancliError, QualityFailed, TrainingInterrupted
+from gancli.errors import GancliError, QualityFailed, TrainingInterrupted, UsageError
 
 console = Console(stderr=True)
 
@@ -33,8 +33,8 @@ def _fail(command: str, message: str, code: int) -> typer.Exit:
 
 
 def user_errors(command: str):
-    """GancliError -> one line and exit 1; a missed quality gate -> one line and exit 3; Ctrl-C -> exit 130;
-    a closed pipe -> a quiet exit."""
+    """GancliError -> one line and exit 1 (a UsageError: exit 2); a missed quality gate -> one line and
+    exit 3; Ctrl-C -> exit 130; a closed pipe -> a quiet exit."""
 
     def wrap(fn):
         @functools.wraps(fn)
@@ -44,11 +44,11 @@ def user_errors(command: str):
             except GancliError as e:
                 if os.environ.get("GANCLI_DEBUG") == "1":
                     raise
-                raise _fail(command, f"error: {e}", 1) from None
+                raise _fail(command, f"error: {e}", 2 if isinstance(e, UsageError) else 1) from None
             except QualityFailed as e:
                 raise _fail(command, str(e), 3) from None
             except TrainingInterrupted as e:
-                raise _fail(command, f"interrupted: resumable checkpoint saved (continue with `gan resume {e.checkpoint}`)", 130) from None
+                raise _fail(command, f"interrupted: resumable checkpoint saved ({e.next_step})", 130) from None
             except KeyboardInterrupt:
                 raise _fail(command, "interrupted", 130) from None
             except BrokenPipeError:
@@ -97,3 +97,23 @@ def parse_ints(text: str, what: str) -> tuple[int, ...]:
     if any(v != int(v) for v in values):
         raise GancliError(f"{what} takes comma-separated whole numbers, got {text!r}")
     return tuple(int(v) for v in values)
+
+
+SHOWN_MISSING = 3  # class names on one console line; the JSON and the log have them all
+
+
+def classes_text(present: int | None, total: int | None, missing: list | None) -> str:
+    """'9/10 classes, no Sandal': a class coverage in words (`gan score`, the epoch line, `gan runs`)."""
+    if present is None:
+        return ""
+    text = f"{present}/{total} classes" if total else f"{present} classes"
+    if not missing:
+        return text
+    more = f" and {len(missing) - SHOWN_MISSING} more" if len(missing) > SHOWN_MISSING else ""
+    return f"{text}, no {', '.join(map(str, missing[:SHOWN_MISSING]))}{more}"
+
+
+def duration_text(seconds: float) -> str:
+    """'1h05', '12 min', '40 s'."""
+    minutes = round(seconds / 60)
+    return f"{minutes // 60}h{minutes % 60:02d}" if minutes >= 60 else f"{minutes} min" if minutes else f"{seconds:.0f} s"

@@ -17,11 +17,12 @@ import typer
 from gancli.cli._io import parse_floats, parse_ints
 from gancli.config import (
     ARCHS,
+    CLASSIFIER_CLASSES,
     DEVICES,
     DIVERGENCES,
+    DOMAIN_EVAL_EVERY,
     G_LOSSES,
     LR_DECAYS,
-    MNIST_EVAL_EVERY,
     OBJECTIVE_DEFAULTS,
     OBJECTIVES,
     OPTIMIZERS,
@@ -71,7 +72,12 @@ KeepTop = Annotated[float | None, Opt("--keep-top", callback=must(lambda v: 0 < 
     help="Keep this fraction with the highest discriminator score (any objective).")]
 
 # Runs and epochs
-Objective = Annotated[Literal[OBJECTIVES], typer.Argument(help="vanilla, fgan, wgan or wgan-gp.")]
+Objective = Annotated[Literal[OBJECTIVES] | None, typer.Argument(
+    help="vanilla, fgan, wgan or wgan-gp \\[default: the --config file's objective].", show_default=False)]
+ConfigFile = Annotated[str | None, Opt("--config", metavar="FILE.toml",
+    help="Options from a TOML file, keyed by their names with _ for - (objective = \"fgan\", div = \"kl\", "
+         "lr_d = 1e-4, betas = [0.5, 0.999], ...), as `gan config RUN` prints a run's; options on the command "
+         "line override it.")]
 Name = Annotated[str | None, Opt("--name", help="Name of the new run \\[default: objective and time].")]
 Epochs = Annotated[int | None, Opt("--epochs", min=1, help="Epochs to train in this command (on resume: more, on top of those done).")]
 UntilEpoch = Annotated[int | None, Opt("--until-epoch", min=1, help="Train until the run has completed this many epochs in all.")]
@@ -93,7 +99,8 @@ def default_text(name: str) -> str:
     """A knob's `[default: ...]`, from TrainConfig and the objectives' defaults (never typed by hand):
     the plain default, then each objective that has another, e.g. `[default: 0; fgan 10]`."""
     if name == "eval_every":
-        return f"\\[default: {MNIST_EVAL_EVERY} on MNIST data, else {_shown(TrainConfig.eval_every)}]"
+        return (f"\\[default: {DOMAIN_EVAL_EVERY} on {' and '.join(CLASSIFIER_CLASSES)} data, "
+                f"else {_shown(TrainConfig.eval_every)}]")
     field = "lr_d" if name == "lr" else name
     base = getattr(TrainConfig, field)
     others = [f"{objective} {_shown(OBJECTIVE_DEFAULTS[objective][field])}" for objective in OBJECTIVES
@@ -148,9 +155,10 @@ KNOBS: dict[str, Any] = dict([
           "(1+t)/(10+t)) after t steps); sample, interpolate, grids and evaluation use it; 0 off.",
           callback=must(lambda v: 0 <= v < 1, "in [0, 1)")),
     _knob("eval_every", int, "Score --eval-n fixed samples after every N-th epoch and the last: FID, precision, "
-          "recall, digit coverage on the MNIST classifier's features vs MNIST test, in log.jsonl; keeps "
-          "best.safetensors; 0 off.", EVAL_PANEL, min=0),
-    _knob("eval_n", int, "Images per evaluation, against as many MNIST test images.", EVAL_PANEL, min=2),
+          "recall, class coverage on the features of the data's own classifier (MNIST's, Fashion-MNIST's) vs its "
+          "test split, in log.jsonl; keeps best.safetensors; 0 off (KMNIST and image folders have no classifier).",
+          EVAL_PANEL, min=0),
+    _knob("eval_n", int, "Images per evaluation, against as many test images of the data's dataset.", EVAL_PANEL, min=2),
 ])
 
 

@@ -9,14 +9,9 @@ from typing import Annotated
 
 import typer
 
-from gancli.cli._io import console, say, user_errors
-from gancli.cli.options import AsJson, Runs
+from gancli.cli._io import classes_text, console, duration_text, say, user_errors
+from gancli.cli.options import AsJson, Checkpoint, Runs
 from gancli.errors import GancliError
-
-
-def _duration(seconds: float) -> str:
-    minutes = round(seconds / 60)
-    return f"{minutes // 60}h{minutes % 60:02d}" if minutes >= 60 else f"{minutes} min" if minutes else f"{seconds:.0f} s"
 
 
 def _fid(value: float | None, epoch: int | None) -> str:
@@ -29,9 +24,10 @@ def runs_table(
     as_json: AsJson = False,
 ):
     """List every run of a runs folder: objective and knobs, epochs done of configured, parent,
-    last and best evaluated FID (MNIST features) with their epochs, among the epochs evaluated on
-    as many images as the latest (FID N: FIDs of different N do not compare), training time, and
-    status (running: a process holds the run's lock; finished, interrupted, diverged).
+    last and best evaluated FID with their epochs, among the epochs evaluated like the latest (on as
+    many images, FID N, and on the same classifier, that of the run's dataset: FIDs of either kind
+    do not compare otherwise), the classes the latest evaluation found, training time, and status
+    (running: a process holds the run's lock; finished, interrupted, diverged).
 
     Examples:
       gan runs
@@ -47,13 +43,39 @@ def runs_table(
     from rich.table import Table
 
     table = Table(title=f"runs in {runs_root(runs_dir)}")
-    for column in ("run", "objective", "knobs", "epochs", "parent", "FID last", "FID best", "FID N", "time", "status"):
+    for column in ("run", "objective", "knobs", "epochs", "parent", "FID last", "FID best", "FID N", "classes", "time",
+                   "status"):
         table.add_column(column, justify="right" if column in ("epochs", "time") or column.startswith("FID") else "left")
     for r in rows:
         table.add_row(r["name"], r["objective"] or "?", r["knobs"], f"{r['epochs']}/{r['configured_epochs']}",
                       Path(r["parent"]).name if r["parent"] else "", _fid(r["last_fid"], r["last_fid_epoch"]),
-                      _fid(r["best_fid"], r["best_fid_epoch"]), str(r["fid_n"] or ""), _duration(r["seconds"]), r["status"])
+                      _fid(r["best_fid"], r["best_fid_epoch"]), str(r["fid_n"] or ""),
+                      classes_text(r["classes_present"], r["classes_total"], r["classes_missing"]),
+                      duration_text(r["seconds"]), r["status"])
     Console(file=sys.stdout, width=200 if not sys.stdout.isatty() else None).print(table)
+
+
+@user_errors("config")
+def show_config(checkpoint: Checkpoint = None, runs: Runs = None):
+    """Print a run's config as a TOML file, which `gan train --config` reads back: every option
+    by its name (with _ for -), the objective included, so that a run can be repeated bit-exactly
+    (on the same data, device, precision and number of CPU threads) or varied from the command line.
+
+    Examples:
+      gan config runs/x > x.toml
+      gan train --config <(gan config runs/x) --name x-again    # the same run again
+      gan train --config x.toml --seed 1                       # the same recipe, another seed
+    """
+    from gancli.checkpoint import read_header
+    from gancli.config import config_toml
+    from gancli.runs import resolve_checkpoint
+
+    path = resolve_checkpoint(checkpoint, runs)
+    header = read_header(path)
+    if header is None:
+        raise GancliError(f"{path} is no readable gancli checkpoint", "name a run folder or a checkpoint file")
+    sys.stdout.write(f"# {path}: {header.config.label}, {header.progress.epoch} epochs done; "
+                     f"gan train --config FILE repeats it\n{config_toml(header.config)}")
 
 
 @user_errors("plot")

@@ -9,8 +9,9 @@ from typing import Annotated
 
 import typer
 
-from gancli.cli._io import console, main_process, say, user_errors
-from gancli.cli.options import Checkpoint, DataDir, Device, Epochs, Name, Objective, Runs, UntilEpoch, training_knobs
+from gancli.cli._io import classes_text, console, main_process, say, user_errors
+from gancli.cli.options import Checkpoint, ConfigFile, DataDir, Device, Epochs, Name, Objective, Runs, UntilEpoch, training_knobs
+from gancli.errors import UsageError
 
 Opt = typer.Option
 
@@ -21,7 +22,9 @@ def _epoch_line(state, record: dict) -> str:
     parts.append(f"{record['images_per_s']:,.0f} img/s, {record['seconds']:.1f} s")
     if "fid" in record:
         parts.append(f"FID {record['fid']:.2f}{' (best)' if record['best'] else ''}, precision {record['precision']:.2f}, "
-                     f"recall {record['recall']:.2f}, {record['classes_present']}/10 digits ({record['eval_seconds']:.1f} s)")
+                     f"recall {record['recall']:.2f}, "
+                     f"{classes_text(record['classes_present'], record['classes_total'], record['classes_missing'])} "
+                     f"({record['eval_seconds']:.1f} s)")
     return f"epoch {record['epoch']}/{state.config.epochs}: {', '.join(parts)}"
 
 
@@ -58,26 +61,38 @@ def console_callbacks() -> Iterator:
 
 @user_errors("train")
 @training_knobs()
-def train(objective: Objective, epochs: Epochs = None, name: Name = None, runs: Runs = None,
-          data_dir: DataDir = None, device: Device = "auto", *, changes: dict):
+def train(objective: Objective = None, epochs: Epochs = None, config: ConfigFile = None, name: Name = None,
+          runs: Runs = None, data_dir: DataDir = None, device: Device = "auto", *, changes: dict):
     """Train a new run: vanilla (non-saturating GAN), fgan (--div), wgan (weight clipping) or wgan-gp.
 
     Writes runs/NAME/checkpoint.safetensors after every epoch, log.jsonl and grids/epoch-NNN.png;
-    runs/latest points at the run once its first epoch is saved. On MNIST, every epoch is scored
-    (FID, precision, recall on 2,000 samples; --eval-every) and best.safetensors keeps the best
-    epoch. Ctrl-C saves a resumable checkpoint (exit 130). --epochs defaults to 20.
+    runs/latest points at the run once its first epoch is saved. On MNIST and Fashion-MNIST,
+    every epoch is scored on the dataset's classifier (FID, precision, recall, classes on 2,000
+    samples; --eval-every) and best.safetensors keeps the best epoch. Ctrl-C saves a resumable
+    checkpoint (exit 130). --epochs defaults to 20.
+
+    --config FILE.toml takes the objective and any option from a file; options
+    given here override it. `gan config RUN` prints a run's own, so any run
+    can be repeated bit-exactly.
 
     Examples:
       gan train vanilla --epochs 5 --data-dir ../data/mnist
+      gan train --config <(gan config runs/x) --name x-again
       gan train fgan --div kl --clip-grad-norm 1 --d-weight-decay 1e-4
       gan train wgan-gp --arch dcgan --epochs 20
       gan train vanilla --ms-lambda 0.05 --ms-step 0.01 --ms-every 10 --d-dropout 0.3
     """
     from gancli import api
+    from gancli.config import read_config_file
 
+    given = read_config_file(config) if config else {}
+    file_objective, file_epochs = given.pop("objective", None), given.pop("epochs", None)
+    objective, epochs = objective or file_objective, epochs if epochs is not None else file_epochs
+    if objective is None:
+        raise UsageError("no objective: name one (vanilla, fgan, wgan, wgan-gp), or give a --config file that does")
     with console_callbacks() as callbacks:
         api.train(objective, epochs=epochs, data_dir=data_dir, runs=runs, name=name, device=device, callbacks=callbacks,
-                  **changes)
+                  **{**given, **changes})
 
 
 @user_errors("pretrain")
