@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -246,19 +247,14 @@ def validate(c: TrainConfig) -> TrainConfig:
 NOT_IN_FILES = ("image_shape",)
 
 
-def config_fields_from_toml(text: str, source: str) -> dict:
-    """A config file's keys (`gan train --config FILE.toml`): `objective` and TrainConfig fields by
-    name (`lr`: both learning rates, as the option), arrays as tuples. An unknown key, a wrong type
-    or a value out of its range (each key
-    checked on the defaults alone; checks across keys come with the options, in make_config) is a
-    UsageError naming the key."""
+def config_fields(values: dict, source: str) -> dict:
+    """Parsed config-file keys -> TrainConfig fields: `objective` and the fields by name (`lr`: both
+    learning rates, as the option), arrays as tuples. An unknown key, a wrong type or a value out of
+    range is a UsageError naming the key; a value is checked with the file's other keys (so that
+    `sync_batch_norm` stands with `arch = "dcgan"`), and a key is named when the file is valid
+    without it."""
     import difflib
-    import tomllib
 
-    try:
-        values = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise UsageError(f"{source} is not TOML: {error}") from None
     known = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.name not in NOT_IN_FILES}
     known["lr"] = TrainConfig.lr_d
     fields = {}
@@ -269,16 +265,63 @@ def config_fields_from_toml(text: str, source: str) -> dict:
                              "keys are gan train's options with _ for -: see `gan config RUN` for a whole file")
         value = tuple(value) if isinstance(value, list) else value
         if not _same_kind(value, known[key]):
-            raise UsageError(f"{source}: {key} = {value!r} is a {type(value).__name__}, expected one like {known[key]!r}")
-        try:
-            validate(dataclasses.replace(TrainConfig(), **({"lr_d": value, "lr_g": value} if key == "lr" else {key: value})))
-        except GancliError as error:
-            raise UsageError(f"{source}: {key} = {value!r}: {error.message}", error.hint) from None
+            kind = "a table (a range goes under [search] in a gan tune space)" if isinstance(value, dict) else \
+                f"a {type(value).__name__}"
+            raise UsageError(f"{source}: {key} = {value!r} is {kind}, expected a value like {known[key]!r}")
         fields[key] = value
     if "lr" in fields:
         lr = fields.pop("lr")
         fields = {"lr_d": lr, "lr_g": lr} | fields
+
+    def check(chosen: dict) -> None:
+        validate(dataclasses.replace(TrainConfig(), **chosen))
+
+    try:
+        check(fields)
+    except GancliError as whole:
+        # the key without which the rest holds, else the first that fails alone
+        culprit = next((k for k in fields if _holds(check, {f: v for f, v in fields.items() if f != k})), None) or \
+            next((k for k in fields if not _holds(check, {k: fields[k]})), None)
+        if culprit is None:
+            raise UsageError(f"{source}: {whole.message}", whole.hint) from None
+        try:
+            check({culprit: fields[culprit]})
+            error = whole
+        except GancliError as alone:
+            error = alone
+        raise UsageError(f"{source}: {culprit} = {fields[culprit]!r}: {error.message}", error.hint) from None
     return fields
+
+
+def _holds(check: Callable[[dict], None], chosen: dict) -> bool:
+    try:
+        check(chosen)
+    except GancliError:
+        return False
+    return True
+
+
+def config_fields_from_toml(text: str, source: str) -> dict:
+    """`config_fields` of a TOML text (`gan train --config FILE.toml`)."""
+    import tomllib
+
+    try:
+        values = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise UsageError(f"{source} is not TOML: {error}") from None
+    return config_fields(values, source)
+
+
+def other_objective(fields: dict, old: str, new: str) -> tuple[dict, list[str]]:
+    """A config file's fields for another objective than its own: those at `old`'s own defaults
+    (OBJECTIVE_DEFAULTS, and the divergence outside f-GAN) give way to `new`'s; returns the fields
+    kept and the names of those dropped. A value the file changed from `old`'s default stays."""
+    specific = set(OBJECTIVE_DEFAULTS.get(old, {})) | set(OBJECTIVE_DEFAULTS.get(new, {})) | \
+        ({"div", "alpha"} if new != "fgan" else set())
+    defaults = make_config(old) if old in OBJECTIVES else TrainConfig()
+    dropped = [k for k in fields if k in specific and (k in ("div", "alpha") and new != "fgan" or
+                                                        fields[k] == getattr(defaults, k))]
+    return {k: v for k, v in fields.items() if k not in dropped}, dropped
 
 
 def read_config_file(path: str | Path) -> dict:
@@ -296,7 +339,7 @@ def _toml_value(value) -> str:
     if isinstance(value, tuple):
         return "[" + ", ".join(map(_toml_value, value)) + "]"
     if isinstance(value, str):
-        return json.dumps(value)  # a JSON string is a TOML basic string
+        return json.dumps(value, ensure_ascii=False)  # a JSON string is a TOML basic string (raw past the BMP)
     return repr(value)  # ints, and floats with a point or an exponent (inf and nan are TOML too)
 
 

@@ -126,7 +126,7 @@ def _save_figure(fig, output: Path) -> None:
 def plot_tuning(history: list[dict], importances: dict[str, float], output: Path, target: str) -> Path:
     """`gan tune`'s figure: each trial's value (complete: dots, with the best so far as a line; pruned:
     crosses at their last evaluated FID; failed: left out) and the searched options' importances
-    (Optuna's fANOVA), as bars. `history`: [{"number", "state", "value"}], where `value` is a pruned
+    (Optuna's PED-ANOVA), as bars. `history`: [{"number", "state", "value"}], where `value` is a pruned
     trial's last intermediate value."""
     if output.suffix.lower() not in CURVE_FORMATS:
         raise GancliError(f"--plot {output}: figures are written as {', '.join(CURVE_FORMATS)}", "e.g. --plot tune.png")
@@ -155,15 +155,15 @@ def plot_tuning(history: list[dict], importances: dict[str, float], output: Path
     left.set_xlabel("trial")
     left.set_ylabel(f"{target} evaluated FID")
     left.set_title("optimisation history", fontsize=9)
-    if history:
+    if left.get_legend_handles_labels()[0]:
         left.legend(fontsize=8, frameon=False)
     left.grid(alpha=0.3)
     if importances:
         names = list(importances)[::-1]
         right.barh(names, [importances[n] for n in names], color="tab:blue")
-        right.set_xlabel("importance (fANOVA, share of the value's variance)")
+        right.set_xlabel("importance (PED-ANOVA: how much of the best trials' value each option explains)")
     else:
-        right.text(0.5, 0.5, "importances need 2 complete trials\nwith searched options that vary", ha="center",
+        right.text(0.5, 0.5, "importances need 4 complete trials\nwith searched options that vary", ha="center",
                    va="center", fontsize=9)
         right.set_axis_off()
     right.set_title("parameter importances", fontsize=9)

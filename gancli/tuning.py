@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -28,7 +30,6 @@ from pathlib import Path
 
 from gancli.config import (
     TrainConfig,
-    config_fields_from_toml,
     config_toml,
     make_config,
 )
@@ -41,6 +42,7 @@ TARGETS = ("last", "best")
 # been unlocked and untouched this long: a worker that is starting holds no lock yet
 STALE_S = 1800
 TRIAL_PREFIX = "trial-"
+MIN_FOR_IMPORTANCES = 4  # complete trials before the figure shows the options' importances
 
 
 def require_optuna():
@@ -80,15 +82,11 @@ def _field_default(name: str):
     return defaults[name] if name in defaults else getattr(TrainConfig, name)
 
 
-def _choice_fields(name: str, value, source: str) -> dict:
-    """A value of option `name` checked as a config file's `name = value` line would be."""
-    from gancli.config import _toml_value
+def _param(name: str, entry, source: str, fixed: dict, earlier: dict[str, Param]) -> Param:
+    """One [search] entry, its values checked with the fixed options as a config file's would be,
+    its `when` against what is fixed or searched above it (a condition that can never hold is refused)."""
+    from gancli.config import config_fields
 
-    return config_fields_from_toml(f"{name} = {_toml_value(tuple(value) if isinstance(value, list) else value)}\n",
-                                   f"{source} [search] {name}")
-
-
-def _param(name: str, entry, source: str, before: set[str]) -> Param:
     where = f"{source} [search] {name}"
     if not isinstance(entry, (list, dict)):
         raise UsageError(f"{where}: a searched option is a list of choices or a table {{low, high}}, got {entry!r}",
@@ -98,15 +96,27 @@ def _param(name: str, entry, source: str, before: set[str]) -> Param:
     if unknown:
         raise UsageError(f"{where}: unknown key {sorted(unknown)[0]!r}", "a range takes low, high, log, step and when")
     when = table.pop("when", {})
-    if not isinstance(when, dict) or not all(key in before for key in when):
-        raise UsageError(f"{where}: when = {when!r} must name options fixed or searched above it")
-    conditions = tuple((key, tuple(v) if isinstance(v, list) else (v,)) for key, v in when.items())
+    if not isinstance(when, dict) or not when and "when" in entry:
+        raise UsageError(f"{where}: when is a table of conditions, e.g. when = {{div = \"alpha\"}}")
+    conditions = tuple((key, tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else (v,))
+                       for key, v in when.items())
+    for key, allowed in conditions:
+        if key in fixed and fixed[key] not in allowed:
+            raise UsageError(f"{where}: never searched: when = {{{key} = {list(allowed)}}}, and {key} is fixed to {fixed[key]!r}")
+        if key in earlier and earlier[key].choices and (bad := [v for v in allowed if v not in earlier[key].choices]):
+            raise UsageError(f"{where}: when = {{{key} = ...}}: {bad[0]!r} is not one of {key}'s choices")
+        if key not in fixed and key not in earlier:
+            raise UsageError(f"{where}: when names {key}, which is neither fixed nor searched above it")
+
+    def check(value) -> None:
+        config_fields({**fixed, name: list(value) if isinstance(value, tuple) else value}, where)
+
     if "choices" in table:
         choices = table["choices"]
         if set(table) != {"choices"} or not isinstance(choices, list) or len(choices) < 2:
             raise UsageError(f"{where}: choices are a list of at least two values, and nothing else")
         for choice in choices:
-            _choice_fields(name, choice, source)
+            check(choice)
         return Param(name, choices=tuple(tuple(c) if isinstance(c, list) else c for c in choices), when=conditions)
     if not {"low", "high"} <= set(table):
         raise UsageError(f"{where}: a range needs low and high")
@@ -115,16 +125,23 @@ def _param(name: str, entry, source: str, before: set[str]) -> Param:
         raise UsageError(f"{where}: {name} takes a list of choices, not a range")
     low, high, log, step = table["low"], table["high"], table.get("log", False), table.get("step")
     for value in (low, high):
-        _choice_fields(name, value, source)
+        check(value)
+    integer = isinstance(default, int)
+    if not isinstance(log, bool):
+        raise UsageError(f"{where}: log = {log!r}: log is true or false")
+    if step is not None and (isinstance(step, bool) or not isinstance(step, int if integer else (int, float)) or step <= 0):
+        raise UsageError(f"{where}: step = {step!r}: a step is a number above 0" + (", whole for a whole option" if integer else ""))
     if not low < high or (log and low <= 0) or (log and step is not None):
         raise UsageError(f"{where}: a range needs low < high (and low > 0 with log = true, which takes no step)")
-    return Param(name, low=low, high=high, log=bool(log), step=step, integer=isinstance(default, int), when=conditions)
+    return Param(name, low=low, high=high, log=log, step=step, integer=integer, when=conditions)
 
 
 def parse_space(text: str, source: str) -> Space:
     """SPACE.toml -> Space: the fixed options checked as a config file's, each searched one checked
-    value by value; an error names the key (a UsageError, exit 2)."""
+    value by value with them; an error names the key (a UsageError, exit 2)."""
     import tomllib
+
+    from gancli.config import config_fields
 
     try:
         values = tomllib.loads(text)
@@ -132,20 +149,17 @@ def parse_space(text: str, source: str) -> Space:
         raise UsageError(f"{source} is not TOML: {error}") from None
     search = values.pop("search", None)
     if not isinstance(search, dict) or not search:
-        raise UsageError(f"{source} has no [search] table", "add one: [search] followed by e.g. lr = {low = 1e-4, high = 1e-3, log = true}")
-    from gancli.config import _toml_value
-
-    fixed = config_fields_from_toml("".join(f"{k} = {_toml_value(tuple(v) if isinstance(v, list) else v)}\n"
-                                            for k, v in values.items()), source)
-    if both := set(fixed) & set(search):
+        raise UsageError(f"{source} has no [search] table",
+                         "add one: [search] followed by e.g. lr = {low = 1e-4, high = 1e-3, log = true}")
+    config_fields(values, source)
+    if both := set(values) & set(search):
         raise UsageError(f"{source}: {sorted(both)[0]} is both fixed and searched")
-    before = set(fixed) | set(TrainConfig.__dataclass_fields__)  # an unsearched option has its default
-    params = []
+    params: dict[str, Param] = {}
     for name, entry in search.items():
-        params.append(_param(name, entry, source, before | {p.name for p in params}))
-    if "objective" not in fixed and "objective" not in search:
+        params[name] = _param(name, entry, source, values, dict(params))
+    if "objective" not in values and "objective" not in search:
         raise UsageError(f"{source} names no objective", 'add objective = "fgan" (or a list of them under [search])')
-    return Space(fixed, tuple(params), text)
+    return Space(config_fields(values, source), tuple(params.values()), text)
 
 
 def check_evaluated(space: Space) -> None:
@@ -162,8 +176,7 @@ def check_evaluated(space: Space) -> None:
 
 
 def _applies(param: Param, values: dict) -> bool:
-    return all(values.get(key, _field_default(key) if key != "objective" else None) in allowed
-               for key, allowed in param.when)
+    return all(values.get(key) in allowed for key, allowed in param.when)
 
 
 def suggest(trial, space: Space) -> dict:
@@ -354,18 +367,27 @@ def run_study(space: Space, settings: Settings, notify: Callable[[str], None]) -
     # the cores this process may use (OMP_NUM_THREADS, else all), split evenly between the workers
     threads = max(1, torch.get_num_threads() // settings.workers)
     running: dict[int, tuple[subprocess.Popen, object]] = {}
-    queue = [optuna.trial.Trial(study, frozen._trial_id) for frozen in _adoptable(study, settings)]
+    adopted = _adoptable(study, settings)
+    queue = [optuna.trial.Trial(study, frozen._trial_id) for frozen in adopted]
     for trial in queue:
         notify(f"trial {trial.number}: interrupted before, resumed")
+    for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if frozen.number not in {t.number for t in adopted}:
+            notify(f"trial {frozen.number}: running elsewhere, or its coordinator was killed: it counts, and is taken "
+                   f"over once its run has been unlocked and untouched for {STALE_S // 60} min")
 
     def start(trial) -> None:
         trial.set_user_attr("interrupted", False)
         trial.set_user_attr("threads", threads)  # CPU results depend on it: a bit-exact rerun needs as many
-        running[trial.number] = (subprocess.Popen(_worker_command(settings, trial.number, threads)), trial)
+        # in a session of its own: a terminal's Ctrl-C reaches the coordinator alone, which asks each
+        # worker once to stop (a second signal would stop a worker without saving)
+        running[trial.number] = (subprocess.Popen(_worker_command(settings, trial.number, threads),
+                                                  start_new_session=True), trial)
 
     def counted() -> int:
         return len(study.get_trials(deepcopy=False, states=tuple(s for s in TrialState if s != TrialState.WAITING)))
 
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # Slurm's time limit, scancel: as Ctrl-C
     try:
         while True:
             while len(running) < settings.workers and (queue or counted() < settings.trials):
@@ -388,17 +410,27 @@ def run_study(space: Space, settings: Settings, notify: Callable[[str], None]) -
             _reap(running, study, notify)
             time.sleep(0.2)
     except KeyboardInterrupt:
-        for number, (process, trial) in running.items():  # the workers got the same Ctrl-C: they save and exit
+        for process, _ in running.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)  # each worker saves its checkpoint and exits
+        for number, (process, trial) in running.items():
             try:
                 process.wait()
-            except KeyboardInterrupt:  # a second Ctrl-C: at once
-                process.kill()
+            except KeyboardInterrupt:  # a second Ctrl-C: at once (the last epoch's checkpoints stay)
+                for other, _ in running.values():
+                    other.kill()
                 process.wait()
             if _state(study, number) == TrialState.RUNNING:
                 trial.set_user_attr("interrupted", True)
         raise TrainingInterrupted(settings.runs, next_step="run the same gan tune again: it resumes the trials that "
                                   "were running from their checkpoints") from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return report(study, settings)
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def _state(study, number: int):
@@ -407,6 +439,7 @@ def _state(study, number: int):
 
 WORKER_INTERRUPTED = 130
 WORKER_DONE = 0
+WORKER_TAKEN = 75  # another process trains or has ended the trial (two coordinators adopted it): not a failure
 
 
 def _reap(running: dict, study, notify: Callable[[str], None]) -> None:
@@ -422,6 +455,9 @@ def _reap(running: dict, study, notify: Callable[[str], None]) -> None:
         if code == WORKER_INTERRUPTED:
             trial.set_user_attr("interrupted", True)
             raise KeyboardInterrupt
+        if code == WORKER_TAKEN:
+            notify(f"trial {number}: another process has taken it over; left to that one")
+            continue
         if code != WORKER_DONE and _state(study, number) == TrialState.RUNNING:
             trial.set_user_attr("reason", f"the worker exited with status {code}")
             study.tell(number, state=TrialState.FAIL)
@@ -436,21 +472,29 @@ class _Pruned(Exception):
     pass
 
 
+class _Taken(Exception):
+    """The trial is another process's (WORKER_TAKEN)."""
+
+
 def run_trial(settings: Settings, number: int) -> None:
     """A worker: train trial `number`'s run (resume it when it exists), report each evaluated FID,
     stop when the pruner says so, and tell Optuna the outcome: COMPLETE with the last or best
     evaluated FID, PRUNED, or FAIL with the reason (a diverged run among them). Ctrl-C leaves the
     trial RUNNING with its checkpoint saved (TrainingInterrupted, from the loop)."""
     optuna = require_optuna()
+    from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
     from gancli import api
     from gancli.checkpoint import read_header
-    from gancli.runs import CHECKPOINT, comparable_fids, read_log, run_summary
+    from gancli.runs import CHECKPOINT, comparable_fids, read_log, run_summary, training_now
 
     study = load_study(settings, None)
     runs, target = settings.runs, settings.target
     frozen = study.get_trials(deepcopy=False)[number]
+    run = run_of(settings, number)
+    if frozen.state != TrialState.RUNNING or training_now(run):
+        raise _Taken
     trial = optuna.trial.Trial(study, frozen._trial_id)
     space = study_space(study, "the study's space")
     values = dict(space.fixed)
@@ -459,7 +503,6 @@ def run_trial(settings: Settings, number: int) -> None:
             picked = frozen.params[p.name]
             values[p.name] = next((c for c in p.choices if isinstance(c, tuple) and ",".join(map(str, c)) == picked), picked)
     objective, fields = trial_config(values)
-    run = run_of(settings, number)
     # the whole config, kept with the trial: BEST.toml is written from it where the run is gone
     trial.set_user_attr("config", config_toml(make_config(objective, **fields)))
 
@@ -495,7 +538,11 @@ def run_trial(settings: Settings, number: int) -> None:
                       callbacks=api.Callbacks(on_epoch=on_epoch), **fields)
     except _Pruned as pruned:
         return end(TrialState.PRUNED, str(pruned))
+    except UpdateFinishedTrialError:  # another process told the outcome meanwhile
+        raise _Taken from None
     except GancliError as error:  # the divergence guard among them: a result, not a crash
+        if training_now(run):  # the lock was taken between the check above and the training's own
+            raise _Taken from None
         return end(TrialState.FAIL, error.message)
     evaluated = comparable_fids(read_log(run))
     if not evaluated:
@@ -525,8 +572,8 @@ def report(study, settings: Settings) -> dict:
         trials.append({"number": t.number, "state": t.state.name, "params": t.params, "value": t.value,
                        "epochs": kept["epochs"], "seconds": kept["seconds"], "reason": t.user_attrs.get("reason"),
                        "run": str(run) if summary else None})
-    result = {"study": settings.study, "storage": settings.storage, "target": settings.target, "trials": trials,
-              "best": None}
+    target = study.user_attrs.get("target", settings.target)  # the study's own, whatever --target says
+    result = {"study": settings.study, "storage": settings.storage, "target": target, "trials": trials, "best": None}
     complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
     if complete:
         best = min(complete, key=lambda t: t.value)
@@ -536,13 +583,13 @@ def report(study, settings: Settings) -> dict:
         threads = best.user_attrs.get("threads")
         # the run's own config (its image shape is its data's); else the one its trial recorded
         config = config_toml(header.config) if header is not None else best.user_attrs.get("config")
-        if config is not None:
+        if config is not None and settings.runs.is_dir():  # a report on a study elsewhere writes nothing
             config_path.write_text(
-                f"# the best trial of study {settings.study}: trial {best.number}, {settings.target} evaluated FID "
+                f"# the best trial of study {settings.study}: trial {best.number}, {target} evaluated FID "
                 f"{best.value:.4g} ({run}), trained with {threads} torch threads: on a CPU,\n"
                 f"# OMP_NUM_THREADS={threads} gan train --config {config_path} repeats it bit-exactly\n{config}")
         result["best"] = {"number": best.number, "params": best.params, "value": best.value, "run": str(run),
-                          "config": str(config_path) if config is not None else None, "threads": threads}
+                          "config": str(config_path) if config_path.is_file() else None, "threads": threads}
     return result
 
 
@@ -555,8 +602,8 @@ def read_space(path: Path) -> Space:
 
 
 def plot_study(study, output: Path) -> Path:
-    """plots.plot_tuning of the study: its trials' values and (with 2 complete trials that differ) the
-    searched options' importances."""
+    """plots.plot_tuning of the study: its trials' values and (with MIN_FOR_IMPORTANCES complete trials)
+    the searched options' importances."""
     from gancli.plots import plot_tuning
 
     optuna = require_optuna()
@@ -565,10 +612,19 @@ def plot_study(study, output: Path) -> Path:
         value = t.value if t.value is not None else (t.intermediate_values[max(t.intermediate_values)]
                                                      if t.intermediate_values else None)
         history.append({"number": t.number, "state": t.state.name, "value": value})
-    try:
-        importances = optuna.importance.get_param_importances(study)
-    except (RuntimeError, ValueError):  # fewer than 2 complete trials, or none whose options differ
-        importances = {}
+    importances = {}
+    from optuna.trial import TrialState
+
+    if len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) >= MIN_FOR_IMPORTANCES:
+        import warnings
+
+        with warnings.catch_warnings():  # the evaluator's notes on small studies and its experimental status
+            warnings.simplefilter("ignore")
+            try:  # PED-ANOVA: Optuna's own, no scikit-learn (fANOVA's random forests need it)
+                importances = optuna.importance.get_param_importances(
+                    study, evaluator=optuna.importance.PedAnovaImportanceEvaluator())
+            except (RuntimeError, ValueError):  # no searched option varies among the complete trials
+                importances = {}
     return plot_tuning(history, importances, output, study.user_attrs.get("target", "last"))
 
 
@@ -577,6 +633,7 @@ def _main(argv: list[str]) -> int:
     from gancli.errors import TrainingInterrupted
 
     given, number, threads = argv
+    signal.signal(signal.SIGTERM, _stop_once)
     import torch
 
     torch.set_num_threads(int(threads))
@@ -585,7 +642,16 @@ def _main(argv: list[str]) -> int:
         run_trial(Settings(**values | {"runs": Path(values["runs"])}), int(number))
     except (TrainingInterrupted, KeyboardInterrupt):
         return WORKER_INTERRUPTED
+    except _Taken:
+        return WORKER_TAKEN
     return WORKER_DONE
+
+
+def _stop_once(signum, frame):
+    """SIGTERM (from the coordinator, or Slurm's to every process) -> one SIGINT: the training saves its
+    checkpoint after the current step; a second SIGTERM (both came) changes nothing."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    os.kill(os.getpid(), signal.SIGINT)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from gancli.config import config_fields_from_toml, config_toml, make_config
+from gancli.config import config_fields_from_toml, config_toml, make_config, other_objective
 from gancli.errors import UsageError
 from tests.conftest import TINY, assert_same_checkpoint, shell
 
@@ -12,7 +12,8 @@ from tests.conftest import TINY, assert_same_checkpoint, shell
 @pytest.mark.parametrize("objective, options", [
     ("vanilla", {"ema": 0.999, "d_dropout": 0.3}), ("fgan", {"div": "alpha", "alpha": 2.0, "r1": 5.0}),
     ("fgan", {"div": "kl", "lr_decay": "cosine", "lr_floor": 0.1}), ("wgan-gp", {"betas": (0.0, 0.9), "arch": "dcgan"}),
-    ("wgan", {"data": "fashion-mnist[:5000]", "g_hidden": (64, 128), "spectral_norm": True})])
+    ("wgan", {"data": "fashion-mnist[:5000]", "g_hidden": (64, 128), "spectral_norm": True}),
+    ("wgan-gp", {"arch": "dcgan", "sync_batch_norm": True, "data": "d\U0001f600/\"quoted\"\\x.safetensors"})])
 def test_a_config_file_reads_back_into_the_same_config(objective, options):
     config = make_config(objective, **options)
     fields = config_fields_from_toml(config_toml(config), "x.toml")
@@ -21,7 +22,10 @@ def test_a_config_file_reads_back_into_the_same_config(objective, options):
 
 @pytest.mark.parametrize("text, said", [
     ('objective = "vanilla"\nlr_gg = 1e-4\n', "unknown key 'lr_gg' (did you mean 'lr_g'?)"),
-    ('ema = "high"\n', "ema = 'high' is a str, expected one like 0.0"),
+    ('ema = "high"\n', "ema = 'high' is a str, expected a value like 0.0"),
+    ("lr = {low = 1e-4, high = 1e-3}\n", "is a table (a range goes under [search]"),
+    ("sync_batch_norm = true\n", "sync_batch_norm = True: --sync-batch-norm applies to --arch dcgan"),
+    ('arch = "dcgan"\nsync_batch_norm = true\nema = 1.5\n', "ema = 1.5: --ema is a decay"),
     ("epochs = 2.5\n", "epochs = 2.5 is a float"),
     ("g_hidden = [64, -1]\n", "g_hidden = (64, -1): network sizes must be positive"),
     ("ema = 1.5\n", "ema = 1.5: --ema is a decay in [0, 1)"),
@@ -67,3 +71,13 @@ def test_every_config_field_but_the_image_shape_is_in_the_file():
     config = make_config("fgan", div="alpha")
     keys = set(config_fields_from_toml(config_toml(config), "x.toml"))
     assert keys == {f.name for f in dataclasses.fields(config)} - {"image_shape"}
+
+
+def test_another_objective_over_a_file_takes_its_own_defaults_and_keeps_what_the_file_changed():
+    fields = config_fields_from_toml(config_toml(make_config("fgan", div="kl", lr_d=1e-3, ema=0.99)), "x.toml")
+    fields.pop("objective")
+    kept, dropped = other_objective(fields, "fgan", "wgan")
+    assert set(dropped) == {"div", "r1", "optimizer", "lr_g", "n_critic", "clip_weights"}  # lr_d: the file's own
+    config = make_config("wgan", **kept)
+    assert (config.optimizer, config.clip_weights, config.n_critic, config.r1, config.lr_g, config.lr_d, config.ema) == \
+        ("rmsprop", 0.01, 5, 0.0, 5e-5, 1e-3, 0.99)

@@ -62,8 +62,16 @@ def test_a_space_parses_with_ranges_choices_and_conditions():
     ("lr = {low = 1e-3, high = 1e-4}\n", "low < high"),
     ("d_weight_decay = {low = 0.0, high = 1e-3, log = true}\n", "low > 0 with log"),
     ("ema = [0.9, 1.5]\n", "[search] ema: ema = 1.5: --ema is a decay"),
+    ('sync_batch_norm = [true, false]\n', "--sync-batch-norm applies to --arch dcgan"),
     ("lrr = [0.1, 0.2]\n", "unknown key 'lrr'"),
-    ("alpha = {low = 0.5, high = 2.0, when = {divv = \"alpha\"}}\n", "must name options"),
+    ("alpha = {low = 0.5, high = 2.0, when = {divv = \"alpha\"}}\n", "when names divv, which is neither fixed nor"),
+    ('alpha = {low = 0.5, high = 2.0, when = {div = "alpha"}}\ndiv = ["js", "alpha"]\n', "neither fixed nor searched above"),
+    ('div = ["js", "kl"]\nalpha = {low = 0.5, high = 2.0, when = {div = "alpha"}}\n', "'alpha' is not one of div's choices"),
+    ('r1 = {low = 0.5, high = 2.0, when = {objective = "fgan"}}\n', "never searched"),
+    ("n_critic = {low = 1, high = 5, step = 0.5}\n", "step = 0.5: a step is a number above 0, whole"),
+    ("lr = {low = 1e-4, high = 1e-3, step = 0.0}\n", "a step is a number above 0"),
+    ('lr = {low = 1e-4, high = 1e-3, log = "no"}\n', "log is true or false"),
+    ("n_critic = {low = 1.5, high = 5}\n", "n_critic = 1.5 is a float"),
     ("epochs = [1, 2]\n", "epochs is both fixed and searched"),
     ("ema = [0.9]\n", "at least two values"),
     ("lr = {low = 1e-4, high = 1e-3, lg = true}\n", "unknown key 'lg'"),
@@ -147,7 +155,8 @@ def test_a_study_continues_to_n_trials_in_all_on_two_workers_and_best_toml_rerun
     assert refused.returncode == 1 and b"created with another space" in refused.stderr
 
 
-def test_ctrl_c_saves_the_running_trial_and_the_next_tune_resumes_it(mnist_dir, user_shell):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])  # a terminal's Ctrl-C; Slurm's time limit
+def test_ctrl_c_saves_the_running_trial_and_the_next_tune_resumes_it(mnist_dir, user_shell, stop):
     space = user_shell / "space.toml"
     space.write_text(space_text("ema = [0.0, 0.9]\n", TINY_SPACE.replace("epochs = 3", "epochs = 40")))
     command = [sys.executable, "-m", "gancli", "tune", "space.toml", "--trials", "1", "--device", "cpu"]
@@ -158,7 +167,7 @@ def test_ctrl_c_saves_the_running_trial_and_the_next_tune_resumes_it(mnist_dir, 
         line = process.stderr.readline()
         assert line, seen.decode()
         seen += line
-    os.killpg(process.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends: the coordinator and its worker
+    os.killpg(process.pid, stop)  # to the coordinator's process group, as a terminal or Slurm sends it
     process.stderr.read()
     assert process.wait(timeout=60) == 130
     run = user_shell / "runs/space/trial-0000"
@@ -173,7 +182,12 @@ def test_ctrl_c_saves_the_running_trial_and_the_next_tune_resumes_it(mnist_dir, 
     assert [r["epoch"] for r in read_log(run)] == list(range(1, 41))
 
 
-def test_show_without_a_study_and_a_missing_space_are_one_line_errors(cli):
+def test_show_without_a_study_and_a_missing_space_are_one_line_errors(cli, user_shell):
+    (user_shell / "space.toml").write_text(space_text("ema = [0.0, 0.9]\n"))
+    fresh = cli("tune", "space.toml", "--show", "--target", "best")
+    assert fresh.exit_code == 1 and "no study storage" in fresh.stderr and not Path("runs").exists()  # reports create nothing
+    assert cli("tune", "space.toml", "--trials", "1", "--plot", "tune.jpg").exit_code == 2  # refused before any trial
+    assert not Path("runs").exists()
     result = cli("tune", "--show", "--study", "nothing", "--runs", "nowhere")
     assert result.exit_code == 1 and "no study storage at" in result.stderr and "nowhere/tune.db" in result.stderr
     assert not Path("nowhere").exists()

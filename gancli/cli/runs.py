@@ -74,8 +74,10 @@ def show_config(checkpoint: Checkpoint = None, runs: Runs = None):
     header = read_header(path)
     if header is None:
         raise GancliError(f"{path} is no readable gancli checkpoint", "name a run folder or a checkpoint file")
-    sys.stdout.write(f"# {path}: {header.config.label}, {header.progress.epoch} epochs done; "
-                     f"gan train --config FILE repeats it\n{config_toml(header.config)}")
+    history = f"; a child of {header.parent}, whose epochs trained another objective" if header.parent else ""
+    sys.stdout.write(f"# {path}: {header.config.label}, {header.progress.epoch} epochs done{history}\n"
+                     f"# the config of this checkpoint: gan train --config FILE trains a new run with it, the same run\n"
+                     f"# again if no resume changed an option on the way\n{config_toml(header.config)}")
 
 
 @user_errors("plot")

@@ -83,10 +83,14 @@ def train(objective: Objective = None, epochs: Epochs = None, config: ConfigFile
       gan train vanilla --ms-lambda 0.05 --ms-step 0.01 --ms-every 10 --d-dropout 0.3
     """
     from gancli import api
-    from gancli.config import read_config_file
+    from gancli.config import other_objective, read_config_file
 
     given = read_config_file(config) if config else {}
     file_objective, file_epochs = given.pop("objective", None), given.pop("epochs", None)
+    if objective and file_objective and objective != file_objective:
+        given, dropped = other_objective(given, file_objective, objective)
+        if dropped:
+            say(f"--config {config}: {file_objective}'s defaults ({', '.join(dropped)}) give way to {objective}'s")
     objective, epochs = objective or file_objective, epochs if epochs is not None else file_epochs
     if objective is None:
         raise UsageError("no objective: name one (vanilla, fgan, wgan, wgan-gp), or give a --config file that does")

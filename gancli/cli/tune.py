@@ -102,14 +102,18 @@ def tune(
                                workers=workers, sampler=sampler, pruner=pruner, target=target,
                                startup_trials=startup_trials, warmup_epochs=warmup_epochs, seed=sampler_seed,
                                data_dir=data_dir, device=device)
-    parsed = tuning.read_space(space) if space else None
-    if show or trials == 0:
-        result = tuning.report(tuning.load_study(settings, parsed), settings)
+    from gancli.plots import CURVE_FORMATS
+
+    if plot is not None and plot.suffix.lower() not in CURVE_FORMATS:  # before the search, not after it
+        raise UsageError(f"--plot {plot}: figures are written as {', '.join(CURVE_FORMATS)}", "e.g. --plot tune.png")
+    if show or trials == 0:  # a report: opens the study as it is, creates and records nothing
+        study_now = tuning.load_study(settings, None)
+        result = tuning.report(study_now, settings)
     else:
-        result = tuning.run_study(parsed, settings, say)
-    if result["trials"]:
-        drawn = tuning.plot_study(tuning.load_study(settings, parsed), plot or folder / "tune.png")
-        say(f"wrote {drawn}")
+        result = tuning.run_study(tuning.read_space(space), settings, say)
+        study_now = tuning.load_study(settings, None)
+    if result["trials"] and (plot is not None or folder.is_dir()):
+        say(f"wrote {tuning.plot_study(study_now, plot or folder / 'tune.png')}")
     if as_json:
         print(json.dumps(result))
     else:
