@@ -55,12 +55,12 @@ if [ "$TABLE" = 0 ] && [ "$EPOCHS" -gt 0 ] && [ -f "$OUT/BEST.toml" ]; then
     score best mnist
 fi
 
-python - "$OUT" "$RESULTS" "$SPACE" "$EPOCHS" <<'EOF'
+python - "$OUT" "$RESULTS" "$SPACE" "$EPOCHS" "$TRIALS" <<'EOF'
 import json
 import sys
 from pathlib import Path
 
-out, results, space, epochs = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+out, results, space, epochs, asked = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
 study = json.loads((out / "study.json").read_text())
 trials = study["trials"]
 per_trial = int(next(line.split("=")[1] for line in Path(space).read_text().splitlines() if line.startswith("epochs")))
@@ -70,7 +70,7 @@ hours = sum(t["seconds"] for t in trials) / 3600
 lines = [
     "# gan tune: the course MLP on MNIST",
     "",
-    f"Written by `examples/tune.sh`: `gan tune {space} --trials {len(trials)}` (TPE sampler, median pruner after 5",
+    f"Written by `examples/tune.sh --trials {asked}`: `gan tune {space}` (TPE sampler, median pruner after 5",
     "complete trials and 2 epochs; each trial a 20-epoch run evaluated after every epoch: 2,000 samples on the",
     "MNIST classifier against 2,000 test images; the value minimised is the last epoch's FID). The space:",
     "",
@@ -78,7 +78,7 @@ lines = [
     Path(space).read_text().strip(),
     "```",
     "",
-    f"**{len(trials)} trials**: {states['COMPLETE']} complete, {states['PRUNED']} pruned, {states['FAIL']} failed"
+    f"**{len(trials)} trials** (of {asked} asked for): {states['COMPLETE']} complete, {states['PRUNED']} pruned, {states['FAIL']} failed"
     + (f", {states['RUNNING']} running or interrupted" if states["RUNNING"] else "")
     + f". **{trained} epochs trained** of the {len(trials) * per_trial} that {len(trials)} unpruned trials would"
     f" have cost ({1 - trained / max(1, len(trials) * per_trial):.0%} saved), {hours:.1f} hours of training.",

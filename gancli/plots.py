@@ -161,7 +161,7 @@ def plot_tuning(history: list[dict], importances: dict[str, float], output: Path
     if importances:
         names = list(importances)[::-1]
         right.barh(names, [importances[n] for n in names], color="tab:blue")
-        right.set_xlabel("importance (PED-ANOVA: how much of the best trials' value each option explains)")
+        right.set_xlabel("importance (PED-ANOVA)")
     else:
         right.text(0.5, 0.5, "importances need 4 complete trials\nwith searched options that vary", ha="center",
                    va="center", fontsize=9)

@@ -90,6 +90,7 @@ def tune(
       gan tune space.toml --storage /shared/study.journal --trials 100   # one per Slurm array task
     """
     from gancli import tuning
+    from gancli.plots import CURVE_FORMATS
     from gancli.runs import runs_root
 
     if space is None and not show:
@@ -102,8 +103,6 @@ def tune(
                                workers=workers, sampler=sampler, pruner=pruner, target=target,
                                startup_trials=startup_trials, warmup_epochs=warmup_epochs, seed=sampler_seed,
                                data_dir=data_dir, device=device)
-    from gancli.plots import CURVE_FORMATS
-
     if plot is not None and plot.suffix.lower() not in CURVE_FORMATS:  # before the search, not after it
         raise UsageError(f"--plot {plot}: figures are written as {', '.join(CURVE_FORMATS)}", "e.g. --plot tune.png")
     if show or trials == 0:  # a report: opens the study as it is, creates and records nothing
