@@ -247,6 +247,13 @@ def validate(c: TrainConfig) -> TrainConfig:
 NOT_IN_FILES = ("image_shape",)
 
 
+def file_defaults() -> dict:
+    """The keys a config file may set, with their defaults: TrainConfig's fields less NOT_IN_FILES,
+    and `lr` (both learning rates, as the option)."""
+    return {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.name not in NOT_IN_FILES} | \
+        {"lr": TrainConfig.lr_d}
+
+
 def config_fields(values: dict, source: str) -> dict:
     """Parsed config-file keys -> TrainConfig fields: `objective` and the fields by name (`lr`: both
     learning rates, as the option), arrays as tuples. An unknown key, a wrong type or a value out of
@@ -255,8 +262,7 @@ def config_fields(values: dict, source: str) -> dict:
     without it."""
     import difflib
 
-    known = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.name not in NOT_IN_FILES}
-    known["lr"] = TrainConfig.lr_d
+    known = file_defaults()
     fields = {}
     for key, value in values.items():
         if key not in known:

@@ -65,13 +65,14 @@ def plan_resume(old: TrainConfig, changes: dict, progress: Progress, *, origin: 
     if "objective" not in changes and "div" in changes:
         changes["objective"] = "fgan"
     notes = []
-    if "data" in changes and classifier_domain(changes["data"]) != classifier_domain(old.data) and old.eval_every:
-        if classifier_domain(changes["data"]) is None:
+    domain = classifier_domain(changes["data"]) if "data" in changes else classifier_domain(old.data)
+    if domain != classifier_domain(old.data) and old.eval_every:
+        if domain is None:
             if "eval_every" not in changes:
                 changes["eval_every"] = 0  # as for a new run on such data (make_config)
                 notes.append(no_classifier_note(changes["data"]))
         else:  # log lines say which classifier scored them; best compares an epoch with those of the same
-            notes.append(f"the per-epoch evaluation now scores on the {classifier_domain(changes['data'])} classifier: "
+            notes.append(f"the per-epoch evaluation now scores on the {domain} classifier: "
                          f"its FIDs compare only with epochs scored on it")
     config = validate(dataclasses.replace(old, **changes))
     check_objective_options(config, changes)

@@ -30,7 +30,9 @@ from pathlib import Path
 
 from gancli.config import (
     TrainConfig,
+    config_fields,
     config_toml,
+    file_defaults,
     make_config,
 )
 from gancli.errors import GancliError, UsageError
@@ -77,16 +79,9 @@ class Space:
     text: str  # the file as written: stored with the study, which refuses another space
 
 
-def _field_default(name: str):
-    defaults = {"lr": TrainConfig.lr_d, "objective": TrainConfig.objective}
-    return defaults[name] if name in defaults else getattr(TrainConfig, name)
-
-
 def _param(name: str, entry, source: str, fixed: dict, earlier: dict[str, Param]) -> Param:
     """One [search] entry, its values checked with the fixed options as a config file's would be,
     its `when` against what is fixed or searched above it (a condition that can never hold is refused)."""
-    from gancli.config import config_fields
-
     where = f"{source} [search] {name}"
     if not isinstance(entry, (list, dict)):
         raise UsageError(f"{where}: a searched option is a list of choices or a table {{low, high}}, got {entry!r}",
@@ -120,7 +115,7 @@ def _param(name: str, entry, source: str, fixed: dict, earlier: dict[str, Param]
         return Param(name, choices=tuple(tuple(c) if isinstance(c, list) else c for c in choices), when=conditions)
     if not {"low", "high"} <= set(table):
         raise UsageError(f"{where}: a range needs low and high")
-    default = _field_default(name)
+    default = file_defaults()[name]  # a known key: check() above refuses any other
     if isinstance(default, (bool, str, tuple)):
         raise UsageError(f"{where}: {name} takes a list of choices, not a range")
     low, high, log, step = table["low"], table["high"], table.get("log", False), table.get("step")
@@ -141,8 +136,6 @@ def parse_space(text: str, source: str) -> Space:
     value by value with them; an error names the key (a UsageError, exit 2)."""
     import tomllib
 
-    from gancli.config import config_fields
-
     try:
         values = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
@@ -151,15 +144,15 @@ def parse_space(text: str, source: str) -> Space:
     if not isinstance(search, dict) or not search:
         raise UsageError(f"{source} has no [search] table",
                          "add one: [search] followed by e.g. lr = {low = 1e-4, high = 1e-3, log = true}")
-    config_fields(values, source)
+    fixed = config_fields(values, source)
     if both := set(values) & set(search):
         raise UsageError(f"{source}: {sorted(both)[0]} is both fixed and searched")
     params: dict[str, Param] = {}
     for name, entry in search.items():
-        params[name] = _param(name, entry, source, values, dict(params))
-    if "objective" not in values and "objective" not in search:
+        params[name] = _param(name, entry, source, fixed, dict(params))
+    if "objective" not in fixed and "objective" not in search:
         raise UsageError(f"{source} names no objective", 'add objective = "fgan" (or a list of them under [search])')
-    return Space(config_fields(values, source), tuple(params.values()), text)
+    return Space(fixed, tuple(params.values()), text)
 
 
 def check_evaluated(space: Space) -> None:
@@ -198,14 +191,10 @@ def suggest(trial, space: Space) -> dict:
 
 
 def trial_config(values: dict) -> tuple[str, dict]:
-    """(objective, TrainConfig fields) of a trial's options, `lr` meaning both learning rates; checked
-    whole (make_config): a combination no run can train is an error."""
-    fields = dict(values)
+    """(objective, TrainConfig fields) of a trial's options, read as a config file's (`lr` meaning both
+    learning rates); checked whole (make_config): a combination no run can train is an error."""
+    fields = config_fields(values, "the trial's options")
     objective = fields.pop("objective")
-    if "lr" in fields:
-        lr = fields.pop("lr")
-        fields.setdefault("lr_d", lr)
-        fields.setdefault("lr_g", lr)
     config = make_config(objective, **fields)
     if not config.eval_every:
         raise UsageError(f"gan tune minimises the per-epoch evaluated FID, and {config.data} has no evaluation",
@@ -496,12 +485,8 @@ def run_trial(settings: Settings, number: int) -> None:
     if frozen.state != TrialState.RUNNING or training_now(run):
         raise _Taken
     trial = optuna.trial.Trial(study, frozen._trial_id)
-    space = study_space(study, "the study's space")
-    values = dict(space.fixed)
-    for p in space.params:
-        if p.name in frozen.params:
-            picked = frozen.params[p.name]
-            values[p.name] = next((c for c in p.choices if isinstance(c, tuple) and ",".join(map(str, c)) == picked), picked)
+    # the options the coordinator drew, drawn again from the stored params
+    values = suggest(optuna.trial.FixedTrial(frozen.params), study_space(study, "the study's space"))
     objective, fields = trial_config(values)
     # the whole config, kept with the trial: BEST.toml is written from it where the run is gone
     trial.set_user_attr("config", config_toml(make_config(objective, **fields)))
