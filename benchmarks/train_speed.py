@@ -53,10 +53,13 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def gancli_loop(images: torch.Tensor, batch: int, objective: str = "vanilla", device: str = "cpu",
+def gancli_loop(images: torch.Tensor, batch: int, objective: str = "vanilla", device: str = "cpu", epoch: int = 0,
                 **options) -> Callable[[int], None]:
-    """steps -> trains that many more steps of gancli's loop (the data on the device as uint8, as training keeps it)."""
-    state = new_state(make_config(objective, batch_size=batch, **options), device)
+    """steps -> trains that many more steps of gancli's loop (the data on the device as uint8, as training keeps it),
+    as in 0-based `epoch` (for options that change with it)."""
+    # without the moving average (a new run's default) unless a row asks for it: each row times one thing
+    state = new_state(make_config(objective, batch_size=batch, **{"ema": 0.0, **options}), device)
+    state.epoch = epoch
     images = images.to(state.device)
     order, per_epoch, done = torch.randperm(images.shape[0], device=state.device), images.shape[0] // batch, [0]
     reader = ScalarReader(state.world, READ_EVERY.get(state.device.type, 1))

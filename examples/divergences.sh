@@ -48,13 +48,14 @@ mkdir -p "$OUT"/{runs,samples,scores,grids,times}
 # shellcheck source=examples/lib.sh
 . "$(dirname "$0")/lib.sh"
 
-# ROW -> the `gan train fgan` options that make it: the divergence (and alpha order) and the seed
+# ROW -> the `gan train fgan` options that make it: the divergence (and alpha order) and the seed; --ema 0,
+# the raw generator, as the table was measured before the moving average became the default
 options() {
     local row=$1 seed=0
     case $row in *-seed1) seed=1; row=${row%-seed1} ;; esac
     case $row in
-        alpha*) echo "--div alpha --alpha ${row#alpha} --seed $seed" ;;
-        *) echo "--div $row --seed $seed" ;;
+        alpha*) echo "--div alpha --alpha ${row#alpha} --seed $seed --ema 0" ;;
+        *) echo "--div $row --seed $seed --ema 0" ;;
     esac
 }
 

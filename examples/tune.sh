@@ -55,18 +55,18 @@ if [ "$TABLE" = 0 ] && [ "$EPOCHS" -gt 0 ] && [ -f "$OUT/BEST.toml" ]; then
     score best mnist
 fi
 
-python - "$OUT" "$RESULTS" "$SPACE" "$EPOCHS" "$TRIALS" <<'EOF'
+python - "$OUT" "$RESULTS" "$SPACE" "$EPOCHS" "$TRIALS" "$(dirname "$0")" <<'EOF'
 import json
+import os
 import sys
 from pathlib import Path
 
 out, results, space, epochs, asked = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+sys.path.insert(0, sys.argv[6])
+from tune_table import search_lines  # noqa: E402
+
 study = json.loads((out / "study.json").read_text())
-trials = study["trials"]
 per_trial = int(next(line.split("=")[1] for line in Path(space).read_text().splitlines() if line.startswith("epochs")))
-trained = sum(t["epochs"] for t in trials)
-states = {s: sum(t["state"] == s for t in trials) for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")}
-hours = sum(t["seconds"] for t in trials) / 3600
 lines = [
     "# gan tune: the course MLP on MNIST",
     "",
@@ -78,23 +78,9 @@ lines = [
     Path(space).read_text().strip(),
     "```",
     "",
-    f"**{len(trials)} trials** (of {asked} asked for): {states['COMPLETE']} complete, {states['PRUNED']} pruned, {states['FAIL']} failed"
-    + (f", {states['RUNNING']} running or interrupted" if states["RUNNING"] else "")
-    + f". **{trained} epochs trained** of the {len(trials) * per_trial} that {len(trials)} unpruned trials would"
-    f" have cost ({1 - trained / max(1, len(trials) * per_trial):.0%} saved), {hours:.1f} hours of training.",
-    "",
-    "| trial | state | params | last evaluated FID | epochs | why |",
-    "|---:|---|---|---:|---:|---|",
+    *search_lines(study, per_trial, os.path.relpath(out, results.parent), asked),
 ]
-for t in trials:
-    params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in t["params"].items())
-    value = f"{t['value']:.2f}" if t["value"] is not None else ""
-    why = (t["reason"] or "") if t["state"] != "COMPLETE" else ""
-    lines.append(f"| {t['number']} | {t['state']} | {params} | {value} | {t['epochs']} | {why} |")
 best = study["best"]
-if best:
-    lines += ["", f"**Best: trial {best['number']}**, last evaluated FID {best['value']:.2f}: `{best['params']}` "
-              f"([BEST.toml](tune/BEST.toml)). ![history and importances](tune/tune.png)"]
 scores = {k: out / "scores" / f"best.{k}.json" for k in ("inception", "mnist")}
 if all(p.is_file() for p in scores.values()):
     inception, mnist = (json.loads(p.read_text()) for p in scores.values())

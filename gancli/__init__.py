@@ -11,8 +11,8 @@ The functions live in gancli.api (docs/api.md); they are imported on first use, 
 
 from gancli._version import __version__
 
-__all__ = ["GancliError", "__version__", "calibrate", "filter", "interpolate", "resume", "sample", "score", "train"]
-_API = {"calibrate", "filter", "interpolate", "resume", "sample", "score", "train"}
+__all__ = ["GancliError", "__version__", "calibrate", "export", "filter", "interpolate", "resume", "sample", "score", "train"]
+_API = {"calibrate", "export", "filter", "interpolate", "resume", "sample", "score", "train"}
 
 
 def __getattr__(name: str):

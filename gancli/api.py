@@ -30,19 +30,36 @@ def quiet(message: str) -> None:
     """The default `notify`: a library call says nothing."""
 
 
-def images_of(source: ImageSource, data_dir: str | None = None) -> torch.Tensor:
-    """uint8 [N, C, H, W] from a source `gan score` accepts (path, folder, dataset name, `-`),
-    or from a tensor or Samples given as they are."""
-    from gancli.data import load_images
+def samples_of(source: ImageSource, data_dir: str | None = None) -> Samples:
+    """Samples from a source `gan score` accepts (path, folder, dataset name, `-`), or from a tensor or
+    Samples given as they are."""
+    from gancli.data import load_samples
 
     if isinstance(source, Samples):
-        return source.images
+        return source
     if isinstance(source, torch.Tensor):
         if source.dtype != torch.uint8 or source.ndim != 4:
             raise GancliError(f"images must be a uint8 tensor [N, C, H, W], got {source.dtype} {tuple(source.shape)}",
                               "convert with gancli.models.to_uint8")
+        return Samples(source)
+    return load_samples(str(source), data_dir)
+
+
+def images_of(source: ImageSource, data_dir: str | None = None) -> torch.Tensor:
+    """uint8 [N, C, H, W] of a source (samples_of)."""
+    return samples_of(source, data_dir).images
+
+
+def labelled_of(source: ImageSource, data_dir: str | None = None) -> Samples:
+    """A source's images with their classes (data.load_labelled), or Samples given with labels; a conditional
+    discriminator scores an image for its class."""
+    from gancli.data import load_labelled
+
+    if isinstance(source, Samples) and source.labels is not None:
         return source
-    return load_images(str(source), data_dir)
+    if isinstance(source, (str, Path)):
+        return load_labelled(str(source), data_dir)
+    raise GancliError(f"{describe(source)} has no class labels", "pass a dataset name, a class folder or labelled samples")
 
 
 def describe(source: ImageSource) -> str:
@@ -100,7 +117,9 @@ def score(generated: ImageSource, reference: ImageSource = "mnist:test", *, feat
     if batch_size is not None and not (isinstance(batch_size, Integral) and batch_size >= 1):
         raise GancliError(f"batch_size must be a whole number of at least 1, got {batch_size!r}")
     chosen = choose_features(features, reference)
-    fake = images_of(generated, data_dir)[:n]
+    drawn = samples_of(generated, data_dir)
+    drawn = drawn.select(torch.arange(min(n, len(drawn))))
+    fake = drawn.images
     real = images_of(reference, data_dir)[:n]
     if len(fake) < 2 or len(real) < 2:
         raise GancliError(f"{len(fake)} generated and {len(real)} reference images: the metrics need at least 2 of each")
@@ -131,18 +150,84 @@ def score(generated: ImageSource, reference: ImageSource = "mnist:test", *, feat
               "n_reference": len(real), "reference": describe(reference), **evaluate(real_features, fake_features, k)}
     if mismatch:
         result["warning"] = mismatch
-    return result | (class_coverage(predicted, extractor.classes) if predicted is not None else {})
+    result |= class_coverage(predicted, extractor.classes) if predicted is not None else {}
+    if drawn.labels is not None:
+        own = (extractor, fake_features, predicted) if predicted is not None else None
+        result |= _asked_classes(drawn, reference, n, own, batch_size, dev, data_dir, notify)
+    return result
+
+
+# the images of each class, generated and reference, below which its intra-class FID is not reported:
+# a Frechet distance of a handful of 128-d features measures their scatter, not the class
+MIN_CLASS_IMAGES = 50
+
+
+def _asked_classes(drawn: Samples, reference: ImageSource, n: int, own: tuple | None, batch_size: int | None, device,
+                   data_dir: str | None, notify: Notify) -> dict:
+    """What labelled samples (drawn for a class each) add to a score, on the classifier gancli ships for
+    their dataset (the data of the run they came from, else the reference's dataset, else the dataset whose
+    class names they carry where those are not mere numbers): `class_accuracy`, the share it assigns to the
+    class asked; `asked_histogram`, the samples per class asked; and where the reference is labelled with
+    those classes (a dataset, a class folder), `intra_fid`: each class's FID against that class's images
+    among the first `n` of the reference (None where either has fewer than MIN_CLASS_IMAGES), and their
+    mean `intra_fid_mean`. `own`: the score's own classifier run (extractor, features, predictions)."""
+    from gancli.config import classifier_domain
+    from gancli.features import CLASSIFIER_BATCH, classifier_extractor, reference_features
+    from gancli.metrics import class_accuracy, frechet_distance, statistics
+    from gancli.sampling import relabelled
+
+    names = list(drawn.meta.get("classes") or ())
+    result = {"asked_histogram": torch.bincount(drawn.labels, minlength=len(names)).tolist()}
+    named = [d for d, classes in CLASSIFIER_CLASSES.items() if not all(c.isdigit() for c in classes)]
+    candidates = [classifier_domain(str(drawn.meta.get("data", ""))), dataset_of(reference), *named]
+    domain = next((d for d in candidates if d in CLASSIFIER_CLASSES and
+                   relabelled(drawn.labels, names, CLASSIFIER_CLASSES[d]) is not None), None)
+    if domain is None:
+        notify(f"note: no classifier gancli ships knows the samples' classes ({', '.join(names) or 'unnamed'}) "
+               "as theirs: no class accuracy")
+        return result
+    classes = CLASSIFIER_CLASSES[domain]
+    asked = relabelled(drawn.labels, names, classes)
+    extractor, features, predicted = own if own and own[0].name == f"{domain}-classifier" else (None, None, None)
+    if extractor is None:
+        extractor = classifier_extractor(domain, batch_size or CLASSIFIER_BATCH, device)
+        features, predicted = extractor.run(drawn.images)
+    result |= {"class_accuracy": class_accuracy(predicted, asked), "intra_fid_extractor": extractor.name}
+    try:
+        real = labelled_of(reference, data_dir)
+    except GancliError:
+        notify(f"note: {describe(reference)} has no labels: no intra-class FID")
+        return result
+    real = real.select(torch.arange(min(n, len(real))))
+    real_labels = relabelled(real.labels, real.meta.get("classes") or (), classes)
+    if real_labels is None:
+        notify(f"note: {describe(reference)}'s classes are not the samples': no intra-class FID")
+        return result
+    real_features, _ = reference_features(extractor, real.images, warn=lambda m: notify(f"warning: {m}"))
+    intra = {}
+    for c, name in enumerate(classes):
+        mine, theirs = features[(asked == c).numpy()], real_features[(real_labels == c).numpy()]
+        enough = min(len(mine), len(theirs)) >= MIN_CLASS_IMAGES
+        # max: the distance of two near-identical sets can round to a hair below 0
+        intra[name] = max(0.0, frechet_distance(*statistics(mine), *statistics(theirs))) if enough else None
+    if None in intra.values():
+        notify(f"note: intra-class FID only for classes with at least {MIN_CLASS_IMAGES} generated and reference images")
+    scored = [v for v in intra.values() if v is not None]
+    return result | {"intra_fid": intra} | ({"intra_fid_mean": sum(scored) / len(scored)} if scored else {})
 
 
 def sample(checkpoint: str | Path | None = None, n: int = 10000, seed: int = 0, *, reject: float | None = None,
            reject_method: str = "threshold", drs_percentile: float = 80.0, keep_top: float | None = None,
            max_draws: int | None = None, mix: bool = False, truncation: float | None = None, best: bool = False,
            raw_generator: bool = False, runs: str | None = None, batch_size: int = 500, device: str = "auto",
+           classes: tuple[int | str, ...] | None = None, per_class: int | None = None,
            notify: Notify = quiet, on_progress: Callable[[int, int], None] | None = None) -> Samples:
     """`n` images from a checkpoint or run folder (default: the latest run), with their latents,
     discriminator scores and (`meta["drawn"]`) the number of draws they took; `reject` keeps draws
     whose confidence reaches it (`reject_method` drs: Azadi et al. 2019), `keep_top` the
     best-scored fraction. A calibration stored by `gan calibrate` is used for rejection.
+    A conditional model draws `classes` (indices or names; default all) in turn, as many of each
+    (`per_class` each: n is then per_class times their number), and the samples carry their `labels`.
     `on_progress(kept, drawn)` after every batch."""
     from gancli.inference import open_checkpoint
     from gancli.runs import resolve_checkpoint
@@ -152,17 +237,46 @@ def sample(checkpoint: str | Path | None = None, n: int = 10000, seed: int = 0, 
         raise GancliError("--reject and --keep-top exclude each other", "choose one")
     opened = open_checkpoint(resolve_checkpoint(checkpoint, runs, best), device, raw_generator=raw_generator)
     config, G, D, dev = opened.config, opened.G, opened.D, opened.device
+    asked = class_indices(config, classes, per_class)
+    if per_class is not None:
+        n = per_class * (len(asked) if asked is not None else config.n_classes)
     used = reject is not None or reject_method == "drs"
     accept = make_acceptance(config, G, D, reject, method=reject_method, drs_percentile=drs_percentile, seed=seed,
-                             batch_size=batch_size, device=dev, calibration=_calibration(opened, used, notify, opened.generator_name))
+                             batch_size=batch_size, device=dev, calibration=_calibration(opened, used, notify, opened.generator_name),
+                             classes=asked)
     samples = generate(config, G, D, n, seed=seed, batch_size=batch_size, device=dev, accept=accept, max_draws=max_draws,
-                       mix=mix, truncation=truncation, keep_top=keep_top, on_progress=on_progress)
+                       mix=mix, truncation=truncation, keep_top=keep_top, classes=asked, on_progress=on_progress)
     if accept or keep_top is not None:
         drawn = samples.meta["drawn"]
         notify(f"accepted {len(samples)} of {drawn} draws ({len(samples) / drawn:.1%})")
-    samples.meta |= {"source": str(opened.path), "seed": seed, "reject": reject, "reject_method": reject_method,
+    samples.meta |= {"source": str(opened.path), "data": config.data, "seed": seed, "reject": reject, "reject_method": reject_method,
                      "keep_top": keep_top, "mix": mix, "truncation": truncation, "objective": config.label}
     return samples
+
+
+def class_indices(config: TrainConfig, classes: tuple[int | str, ...] | None, per_class: int | None = None) -> tuple[int, ...] | None:
+    """Classes asked of a model, by name (`Sandal`, or MNIST's `7`) or by index, as indices; None for all of
+    them. Where every name is a number (MNIST's digits, numbered class folders) a class is named, never
+    indexed, so `3` is the class called 3 whatever its place. An unconditional model refuses any."""
+    from gancli.sampling import check_classes, unconditional
+
+    if not config.conditional and (classes is not None or per_class is not None):
+        raise unconditional(config)
+    if classes is None:
+        return None
+    names = {name: i for i, name in enumerate(config.classes)}
+    by_name_only = all(name.isdigit() for name in config.classes)
+    indices = []
+    for token in (str(c).strip() for c in classes):
+        index = names.get(token, None if by_name_only or not token.isdigit() else int(token))
+        if index is None:
+            listed = config.classes if by_name_only else (f"{i} {name}" for i, name in enumerate(config.classes))
+            raise GancliError(f"no class {token!r} in this model", f"its classes: {', '.join(listed)}")
+        indices.append(index)
+    if len(set(indices)) < len(indices):
+        raise GancliError(f"classes {', '.join(map(str, classes))} name a class twice", "name each once")
+    check_classes(config, tuple(indices))
+    return tuple(indices)
 
 
 def _calibration(opened, used: bool, notify: Notify, generator: str | None = None) -> tuple[float, float] | None:
@@ -175,9 +289,12 @@ def _calibration(opened, used: bool, notify: Notify, generator: str | None = Non
 
 def interpolate(checkpoint: str | Path | None = None, seeds: tuple[int, ...] = tuple(range(8)), steps: int = 10, *,
                 mode: str = "slerp", reject: float | None = None, best: bool = False, raw_generator: bool = False,
-                runs: str | None = None, device: str = "auto", notify: Notify = quiet) -> Samples:
+                runs: str | None = None, device: str = "auto", klass: int | str | None = None,
+                between_classes: tuple[int | str, int | str] | None = None, notify: Notify = quiet) -> Samples:
     """One row of `steps` images per seed, from one pair of latent endpoints to the other (slerp,
-    White 2016, or lerp), row-major; with `reject`, both endpoints are draws the discriminator accepts."""
+    White 2016, or lerp), row-major; with `reject`, both endpoints are draws the discriminator accepts.
+    A conditional model keeps each row's class fixed (`klass`, default row i's class i in turn), or, with
+    `between_classes` (a, b), keeps each row's one latent and moves its class embedding from a to b."""
     from gancli.inference import open_checkpoint
     from gancli.models import to_uint8
     from gancli.runs import resolve_checkpoint
@@ -187,22 +304,44 @@ def interpolate(checkpoint: str | Path | None = None, seeds: tuple[int, ...] = t
         raise GancliError("interpolation needs at least one seed (one row)")
     opened = open_checkpoint(resolve_checkpoint(checkpoint, runs, best), device, raw_generator=raw_generator)
     config, G, D, dev = opened.config, opened.G, opened.D, opened.device
+    if klass is not None and between_classes is not None:
+        raise GancliError("--class and --between-classes exclude each other", "give one")
+    if between_classes is not None and reject is not None:
+        raise GancliError("--reject judges an endpoint for one class; --between-classes has two", "drop --reject")
+    fixed = class_indices(config, (klass,) if klass is not None else None)
+    pair = class_indices(config, between_classes)
+    if pair is not None and len(pair) != 2:
+        raise GancliError(f"--between-classes takes two classes, got {len(pair)}", "e.g. 3,8")
     accept = None if reject is None else threshold_accept(config, reject, _calibration(opened, True, notify, opened.generator_name))
 
-    def endpoints(seed: int) -> torch.Tensor:
+    def row_class(row: int) -> torch.Tensor | None:
+        return torch.tensor([fixed[0] if fixed else row % config.n_classes]) if config.conditional else None
+
+    def endpoints(row: int, seed: int) -> torch.Tensor:
         rng = torch.Generator().manual_seed(seed)
         if accept is None:
             return torch.randn(2, config.z_dim, generator=rng)
         z = torch.randn(256, config.z_dim, generator=rng)
-        keep = accept(score_images(config, D, to_uint8(forward_rows(G, z, 256, dev)), 256, dev))
+        y = None if row_class(row) is None else row_class(row).expand(256)
+        keep = accept(score_images(config, D, to_uint8(forward_rows(G, z, 256, dev, y)), 256, dev, y))
         if keep.sum() < 2:
             raise GancliError(f"fewer than 2 of 256 candidates reach confidence {reject} for seed {seed}", "lower --reject")
         return z[keep][:2]
 
-    ends = torch.stack([endpoints(seed) for seed in seeds])
+    meta = {"source": str(opened.path), "data": config.data, "mode": mode, "seeds": list(seeds), "steps": steps}
+    if pair is not None:  # one latent a row, its class weights from one-hot a to one-hot b
+        z = torch.stack([torch.randn(config.z_dim, generator=torch.Generator().manual_seed(seed)) for seed in seeds])
+        z = z.repeat_interleave(steps, dim=0)
+        t = torch.linspace(0, 1, steps).repeat(len(seeds)).unsqueeze(1)
+        one_hot = torch.eye(config.n_classes)
+        weights = (1 - t) * one_hot[pair[0]] + t * one_hot[pair[1]]
+        return Samples(to_uint8(forward_rows(G, z, 500, dev, weights)), z, None,  # the class weights move linearly
+                       meta | {"mode": "lerp", "between_classes": [config.classes[c] for c in pair]})
+    ends = torch.stack([endpoints(row, seed) for row, seed in enumerate(seeds)])
     z = interpolation_latents(ends[:, 0], ends[:, 1], steps, mode)
-    return Samples(to_uint8(forward_rows(G, z, 500, dev)), z, None,
-                   {"source": str(opened.path), "mode": mode, "seeds": list(seeds), "steps": steps})
+    labels = None if not config.conditional else torch.cat([row_class(row).expand(steps) for row in range(len(seeds))])
+    return Samples(to_uint8(forward_rows(G, z, 500, dev, labels)), z, None,
+                   meta | ({"classes": list(config.classes)} if labels is not None else {}), labels)
 
 
 def filter(source: ImageSource, checkpoint: str | Path | None = None, *, reject: float | None = None,
@@ -214,7 +353,7 @@ def filter(source: ImageSource, checkpoint: str | Path | None = None, *, reject:
     from gancli.data import load_samples
     from gancli.inference import open_checkpoint
     from gancli.runs import resolve_checkpoint
-    from gancli.sampling import score_images, threshold_accept, top_fraction
+    from gancli.sampling import model_labels, score_images, threshold_accept, top_fraction, within_classes
 
     if (reject is None) == (keep_top is None):
         raise GancliError("give exactly one of --reject CONFIDENCE or --keep-top FRACTION")
@@ -226,9 +365,14 @@ def filter(source: ImageSource, checkpoint: str | Path | None = None, *, reject:
         samples = Samples(images_of(source))
     else:
         samples = load_samples(str(source), data_dir)
-    samples = Samples(samples.images, samples.z, score_images(opened.config, opened.D, samples.images, batch_size, opened.device),
-                      dict(samples.meta))
-    keep = accept(samples.score).nonzero().squeeze(1) if accept else top_fraction(samples.score, keep_top)
+    labels = model_labels(opened.config, samples)
+    samples = replace(samples, score=score_images(opened.config, opened.D, samples.images, batch_size, opened.device, labels))
+    if accept:
+        keep = accept(samples.score).nonzero().squeeze(1)
+    elif labels is not None:  # a conditional model's best of each class: the class mix stays
+        keep = within_classes(labels, lambda members, c: members[top_fraction(samples.score[members], keep_top)])
+    else:
+        keep = top_fraction(samples.score, keep_top)
     kept = samples.select(keep)
     notify(f"kept {len(kept)} of {len(samples)} ({len(kept) / max(len(samples), 1):.1%})")
     return kept
@@ -247,7 +391,7 @@ def calibrate(checkpoint: str | Path | None = None, reference: ImageSource = "mn
     from gancli.config import MIN_CALIBRATION_IMAGES
     from gancli.inference import open_checkpoint
     from gancli.runs import resolve_checkpoint
-    from gancli.sampling import generate, score_images
+    from gancli.sampling import generate, model_labels, score_images
 
     path = resolve_checkpoint(checkpoint, runs, best)
     out = Path(output) if output else path.with_name(f"{path.stem}-calibrated.safetensors")
@@ -259,12 +403,13 @@ def calibrate(checkpoint: str | Path | None = None, reference: ImageSource = "mn
         check_held_out(config.data, str(reference))
     if n < MIN_CALIBRATION_IMAGES:
         raise GancliError(f"-n {n}: calibration needs at least {MIN_CALIBRATION_IMAGES} images of each kind")
-    real = images_of(reference, data_dir)[:n]
+    real = labelled_of(reference, data_dir) if config.conditional else Samples(images_of(reference, data_dir))
+    real = real.select(torch.arange(min(n, len(real))))
     if len(real) < MIN_CALIBRATION_IMAGES:
         raise GancliError(f"--ref {describe(reference)} holds {len(real)} images; calibration needs at least "
                           f"{MIN_CALIBRATION_IMAGES}", "pass a larger held-out reference, e.g. mnist:test")
     fake = generate(config, opened.G, opened.D, len(real), seed=seed, batch_size=batch_size, device=dev)
-    result = fit(config, score_images(config, opened.D, real, batch_size, dev), fake.score)
+    result = fit(config, score_images(config, opened.D, real.images, batch_size, dev, model_labels(config, real)), fake.score)
     result |= {"reference": describe(reference), "seed": seed, "generator": opened.generator_name, "source": str(path)}
     write_checkpoint(out, replace(opened.record, calibration=result))
     return out, result
@@ -291,7 +436,6 @@ def train(objective: str | TrainConfig = "vanilla", *, epochs: int | None = None
     a resumable checkpoint. Under torchrun, every process calls it and they train the run together
     (`distributed.joined`); each returns the run's folder."""
     from gancli.config import make_config, validate
-    from gancli.data import load_images
     from gancli.distributed import joined
     from gancli.runs import check_run_name, discarded_unless_saved, new_run_dir, runs_root
     from gancli.state import new_state
@@ -301,14 +445,29 @@ def train(objective: str | TrainConfig = "vanilla", *, epochs: int | None = None
         config = validate(replace(objective, **options, **({"epochs": epochs} if epochs is not None else {})))
     else:
         config = make_config(objective, epochs=epochs, **options)
-    images = load_images(config.data, data_dir)
-    config = validate(replace(config, image_shape=tuple(images.shape[1:])))
+    data = _training_data(config, data_dir)
+    config = validate(replace(config, image_shape=tuple(data.images.shape[1:]),
+                              classes=tuple(data.meta["classes"]) if config.conditional else ()))
     with joined(device) as (world, device):
         state = new_state(config, device, world)
         run = world.on_main(lambda: new_run_dir(runs_root(runs), name, config.label))
         with discarded_unless_saved(run, new=world.main):
-            _run_training(state, images, run, data_dir, callbacks)
+            _run_training(state, data, run, data_dir, callbacks)
     return run
+
+
+def _training_data(config: TrainConfig, data_dir: str | None) -> Samples:
+    """The run's data: its images, with their labels for a conditional run (data.load_labelled), whose
+    classes must be those the run started with."""
+    from gancli.data import load_labelled, load_samples
+
+    if not config.conditional:
+        return load_samples(config.data, data_dir)
+    data = load_labelled(config.data, data_dir)
+    if config.classes and tuple(data.meta["classes"]) != config.classes:
+        raise GancliError(f"{config.data}'s classes ({', '.join(data.meta['classes'])}) are not the run's "
+                          f"({', '.join(config.classes)})", "resume on data of the same classes")
+    return data
 
 
 def resume(checkpoint: str | Path | None = None, *, epochs: int | None = None, until_epoch: int | None = None,
@@ -317,7 +476,6 @@ def resume(checkpoint: str | Path | None = None, *, epochs: int | None = None, u
     """Continue a run bit-exactly (default: the latest) and return the folder it trained: the run
     itself, or a new child run when the objective changes (div=..., alpha=..., g_loss=...) or the
     checkpoint is not a run's latest. The rules are `resuming.plan_resume`'s (`gan resume --help`)."""
-    from gancli.data import load_images
     from gancli.distributed import joined
     from gancli.resuming import resume_run
     from gancli.runs import check_run_name, discarded_unless_saved, resolve_checkpoint
@@ -327,8 +485,8 @@ def resume(checkpoint: str | Path | None = None, *, epochs: int | None = None, u
         resumed = resume_run(resolve_checkpoint(checkpoint, runs), options, epochs=epochs, until_epoch=until_epoch,
                              runs=runs, name=name, device=device, reset_optimizer=reset_optimizer, world=world)
         with discarded_unless_saved(resumed.run, new=resumed.child and world.main):
-            images = load_images(resumed.state.config.data, data_dir)
-            _run_training(resumed.state, images, resumed.run, data_dir, callbacks, resumed.notes)
+            data = _training_data(resumed.state.config, data_dir)
+            _run_training(resumed.state, data, resumed.run, data_dir, callbacks, resumed.notes)
     return resumed.run
 
 
@@ -352,7 +510,7 @@ def _evaluator(config: TrainConfig, data_dir: str | None, device, new_run: bool,
     return make_evaluator(config, reference, device, warn=lambda message: notify(f"warning: {message}"))
 
 
-def _run_training(state, images: torch.Tensor, run: Path, data_dir: str | None, callbacks: Callbacks,
+def _run_training(state, data: Samples, run: Path, data_dir: str | None, callbacks: Callbacks,
                   notes: list[str] = ()) -> None:
     """Check, then train. `notes` (what resume decided) reach `notify` only once the data and the
     evaluation are known to work, so that a refused resume ends in its one error. Under torchrun,
@@ -363,14 +521,33 @@ def _run_training(state, images: torch.Tensor, run: Path, data_dir: str | None, 
 
     world = state.world
     callbacks = callbacks if world.main else Callbacks()
-    batches = check_data(state.config, images)
+    images, labels = data.images, data.labels if state.config.conditional else None
+    batches = check_data(state.config, images, labels)
     evaluate = _evaluator(state.config, data_dir, state.device, state.step == 0, callbacks.notify) if world.main else None
     for note in notes:
         callbacks.notify(note)
     ranks = f", {world.size} processes of {state.config.batch_size // world.size} images a step" if world.size > 1 else ""
-    callbacks.notify(f"run {run} ({state.config.label}, {state.config.arch}, {images.shape[0]} images, "
+    conditional = f" conditional on {state.config.n_classes} classes" if state.config.conditional else ""
+    callbacks.notify(f"run {run} ({state.config.label}, {state.config.arch}{conditional}, {images.shape[0]} images, "
                      f"epochs {state.epoch + 1}..{state.config.epochs}, device {state.device}{ranks})")
     if callbacks.on_start:
         callbacks.on_start(state, run, batches)
-    train_loop(state, images, run, on_step=callbacks.on_step, on_epoch=callbacks.on_epoch, evaluate=evaluate)
+    train_loop(state, images, run, on_step=callbacks.on_step, on_epoch=callbacks.on_epoch, evaluate=evaluate, labels=labels)
     callbacks.notify(f"done: {run / CHECKPOINT}")
+
+
+def export(checkpoint: str | Path | None = None, output: str | Path | None = None, *, format: str | None = None,
+           best: bool = False, raw_generator: bool = False, runs: str | None = None) -> tuple[Path, str]:
+    """Write a checkpoint's generator (default: the latest run's; its moving average where it kept one)
+    for code without gancli: TorchScript (.pt), ONNX (.onnx, the `export` extra), its state dict (.pth,
+    .safetensors) or the course's G.pth (`format="course"`); the format from `output`'s suffix, or
+    `output` from the format's default name (generator.pt without either). Returns the path and format."""
+    from gancli.export import export as write
+    from gancli.export import export_target
+    from gancli.inference import open_checkpoint
+    from gancli.runs import resolve_checkpoint
+
+    output, chosen = export_target(None if output is None else Path(output), format)  # fails before any reading
+    opened = open_checkpoint(resolve_checkpoint(checkpoint, runs, best), "cpu", raw_generator=raw_generator)
+    write(opened, output, chosen)
+    return output, chosen

@@ -20,7 +20,12 @@ DIVERGENCES = (
     "kl", "reverse-kl", "pearson", "neyman", "squared-hellinger",
     "jeffrey", "js", "gan", "total-variation", "alpha",
 )
-ARCHS = ("mlp", "dcgan")
+# mlp: the course's; dcgan: two strided convolutions each way; infogan: dcgan with a fully connected layer of
+# 16 x conv_width (1024) after G's input and before D's output, the conv net of Lucic et al. 2018 (models.py)
+ARCHS = ("mlp", "dcgan", "infogan")
+CONV_ARCHS = ("dcgan", "infogan")
+# DiffAugment's policies for D's inputs (Zhao et al. 2020; augment.py): no flips or colour, which change a digit
+AUGMENTATIONS = ("translation", "cutout")
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 G_LOSSES = ("alternative", "minimax")
 LR_DECAYS = ("none", "linear", "cosine")
@@ -40,13 +45,15 @@ FEATURES = ("inception", *CLASSIFIER_CLASSES, "auto")
 DEFAULT_FEATURES = "inception"
 REJECT_METHODS = ("threshold", "drs")  # gan sample --reject-method (sampling.make_acceptance)
 INTERPOLATION_MODES = ("slerp", "lerp")  # gan interpolate --mode (sampling.interpolation_latents)
+EXPORT_FORMATS = ("torchscript", "onnx", "state-dict", "course")  # gan export --format (export.WRITERS)
 
 DEVICES = ("auto", "cpu", "cuda")
 
 # Fields fixed when a run starts: they shape the networks (d_dropout adds modules to the MLP
 # discriminator, so its weights would no longer load) or seed its randomness (the RNG states
 # come from the checkpoint). On resume a different value is refused, the same one accepted.
-LOCKED_FIELDS = ("arch", "z_dim", "g_hidden", "d_hidden", "conv_width", "image_shape", "d_dropout", "spectral_norm", "seed")
+LOCKED_FIELDS = ("arch", "z_dim", "g_hidden", "d_hidden", "conv_width", "image_shape", "d_dropout", "spectral_norm", "seed",
+                 "conditional")
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,10 @@ class TrainConfig:
     image_shape: tuple[int, int, int] = (1, 28, 28)
     d_dropout: float = 0.0
     spectral_norm: bool = False  # every layer of D divided by its largest singular value (Miyato et al. 2018)
+    # class-conditional: G takes a class embedding, D projects on it (models.py); `classes` are the data's
+    # class names, set from its labels when the run starts (api.train), () for an unconditional run
+    conditional: bool = False
+    classes: tuple[str, ...] = ()
     # data and schedule
     data: str = "mnist"
     epochs: int = 20
@@ -88,7 +99,11 @@ class TrainConfig:
     lr_floor: float = 0.0
     precision: str = "fp32"
     sync_batch_norm: bool = False  # under torchrun, the DCGAN generator's batch norm over the global batch
-    ema: float = 0.0  # decay of the moving average of G's weights that sampling uses; 0 off (training.ema_decay)
+    ema: float = 0.0  # decay of the moving average of G's weights that sampling uses; 0 off (training.ema_decay);
+    # a new run's default is NEW_RUN_DEFAULTS
+    diffaug: str = ""  # DiffAugment of every image D sees, e.g. "translation,cutout" (augment.py); "" off
+    top_k: float = 1.0  # top-k training (Sinha et al. 2020): G learns from this fraction of its fakes at the end; 1 off
+    top_k_decay: float = 0.99  # ... the fraction kept starts at 1 and is multiplied by this every epoch down to top_k
     # quality during training (evaluation.py): 0 off, as in checkpoints written before it; make_config
     # turns it on for the data of a dataset gancli ships a classifier of (CLASSIFIER_CLASSES)
     eval_every: int = 0  # after every N-th epoch and the last
@@ -125,6 +140,21 @@ class TrainConfig:
             return self.lr_floor + (1 - self.lr_floor) * (1 + math.cos(math.pi * progress)) / 2
         return 1.0
 
+    @property
+    def n_classes(self) -> int:
+        """The classes a conditional run's networks embed; 0 for an unconditional run."""
+        return len(self.classes) if self.conditional else 0
+
+    @property
+    def augmentations(self) -> tuple[str, ...]:
+        """The DiffAugment policies in the order they apply (`diffaug` "translation,cutout" -> both)."""
+        return tuple(self.diffaug.split(",")) if self.diffaug else ()
+
+    def top_k_at(self, epoch: int, batch: int) -> int:
+        """The fakes of a batch of `batch` that G learns from in a 0-based epoch: ceil(batch max(top_k, top_k_decay^epoch))
+        (Sinha et al. 2020's anneal, whose gamma 0.99 is the default); all of them while top_k is 1."""
+        return math.ceil(batch * max(self.top_k, self.top_k_decay ** epoch) - 1e-9)
+
     def ms_lambda_at(self, epoch: int) -> float:
         """MSGAN weight for a 0-based epoch: start at ms_lambda, + ms_step every ms_every epochs."""
         return self.ms_lambda + self.ms_step * (epoch // self.ms_every)
@@ -148,6 +178,8 @@ class TrainConfig:
 
 
 def _same_kind(value, default) -> bool:
+    if default == ():  # the class names
+        return isinstance(value, tuple) and all(isinstance(v, str) for v in value)
     if isinstance(default, tuple):
         return isinstance(value, tuple) and len(value) > 0 and all(_same_kind(v, default[0]) for v in value)
     if isinstance(default, float):
@@ -166,6 +198,13 @@ OBJECTIVE_DEFAULTS: dict[str, dict] = {
     "wgan": {"optimizer": "rmsprop", "lr_g": 5e-5, "lr_d": 5e-5, "n_critic": 5, "clip_weights": 0.01},
     "wgan-gp": {"lr_g": 1e-4, "lr_d": 1e-4, "betas": (0.0, 0.9), "n_critic": 5, "gp_lambda": 10.0},
 }
+
+
+# A new run's defaults where they differ from TrainConfig's, which are what a checkpoint written before
+# the field changed default means by its absence: the moving average of G became the default (the
+# results issue: it lowered every objective's FID at 12 epochs as at 100); --ema 0 gives back the
+# course's plain generator.
+NEW_RUN_DEFAULTS: dict[str, object] = {"ema": 0.999}
 
 
 # `gan calibrate` fits on half of its images and measures on the other half: two of each kind each
@@ -187,13 +226,14 @@ def no_classifier_note(data: str) -> str:
 
 
 def make_config(objective: str, **overrides) -> TrainConfig:
-    """Defaults of the objective, then every override that is not None; the per-epoch evaluation
-    is on (every epoch) for data with a shipped classifier unless told otherwise."""
+    """A new run's config: NEW_RUN_DEFAULTS, the objective's defaults, then every override that is not
+    None; the per-epoch evaluation is on (every epoch) for data with a shipped classifier unless told otherwise."""
     if objective not in OBJECTIVES:
         raise GancliError(f"unknown objective {objective!r}", f"choose one of {', '.join(OBJECTIVES)}")
     overrides = {k: v for k, v in overrides.items() if v is not None}
     evaluation = {"eval_every": DOMAIN_EVAL_EVERY} if classifier_domain(overrides.get("data", TrainConfig.data)) else {}
-    config = validate(TrainConfig(**{"objective": objective, **OBJECTIVE_DEFAULTS[objective], **evaluation, **overrides}))
+    config = validate(TrainConfig(**{"objective": objective, **NEW_RUN_DEFAULTS, **OBJECTIVE_DEFAULTS[objective],
+                                     **evaluation, **overrides}))
     check_objective_options(config, overrides)
     return config
 
@@ -221,8 +261,8 @@ def validate(c: TrainConfig) -> TrainConfig:
     _check(c.optimizer in OPTIMIZERS, f"unknown optimizer {c.optimizer!r}", f"choose one of {', '.join(OPTIMIZERS)}")
     _check(c.z_dim > 0 and all(h > 0 for h in c.g_hidden + c.d_hidden) and c.conv_width > 0,
            "network sizes must be positive")
-    _check(c.arch != "dcgan" or (c.image_shape[1] % 4 == 0 and c.image_shape[2] % 4 == 0),
-           f"--arch dcgan needs image sides divisible by 4, got {c.image_shape[1]}x{c.image_shape[2]}", "use --arch mlp")
+    _check(c.arch not in CONV_ARCHS or (c.image_shape[1] % 4 == 0 and c.image_shape[2] % 4 == 0),
+           f"--arch {c.arch} needs image sides divisible by 4, got {c.image_shape[1]}x{c.image_shape[2]}", "use --arch mlp")
     _check(0.0 <= c.d_dropout < 1.0, "--d-dropout must be in [0, 1)")
     _check(c.epochs > 0 and c.batch_size > 0 and c.n_critic > 0 and c.ms_every > 0 and c.r1_every > 0,
            "--epochs, --batch-size, --n-critic, --ms-every and --r1-every must be positive")
@@ -232,8 +272,14 @@ def validate(c: TrainConfig) -> TrainConfig:
            "weight decay, clipping, penalties, mode-seeking lambda and warm-up must be >= 0")
     _check(c.lr_decay in LR_DECAYS, f"unknown --lr-decay {c.lr_decay!r}", f"choose one of {', '.join(LR_DECAYS)}")
     _check(0.0 <= c.lr_floor <= 1.0, "--lr-floor is a fraction of the learning rate, in [0, 1]")
-    _check(not c.sync_batch_norm or c.arch == "dcgan", "--sync-batch-norm applies to --arch dcgan",
-           "the MLP has no batch norm")
+    _check(not c.sync_batch_norm or c.arch in CONV_ARCHS, "--sync-batch-norm applies to the conv generators "
+           f"({', '.join(CONV_ARCHS)})", "the MLP has no batch norm")
+    _check(all(a in AUGMENTATIONS for a in c.augmentations) and len(set(c.augmentations)) == len(c.augmentations),
+           f"unknown --diffaug {c.diffaug!r}", f"a comma-separated list of {', '.join(AUGMENTATIONS)}, each once")
+    _check(not c.conditional or not c.classes or len(c.classes) >= 2,
+           f"a class-conditional run needs at least 2 classes, its data has {len(c.classes)}")
+    _check(0.0 < c.top_k <= 1.0 and 0.0 <= c.top_k_decay <= 1.0, "--top-k is a fraction in (0, 1] and "
+           "--top-k-decay a factor in [0, 1]", "e.g. --top-k 0.5 --top-k-decay 0.99; --top-k 1 turns it off")
     _check(0.0 <= c.ema < 1.0, "--ema is a decay in [0, 1)", "e.g. 0.999; 0 turns it off")
     _check(c.eval_every >= 0 and c.eval_n >= 2, "--eval-every must be >= 0 and --eval-n >= 2")
     _check(c.eval_every == 0 or classifier_domain(c.data) is not None,
@@ -243,8 +289,8 @@ def validate(c: TrainConfig) -> TrainConfig:
     return c
 
 
-# A run's image shape is its data's (api.train sets it), so no config file sets it
-NOT_IN_FILES = ("image_shape",)
+# A run's image shape and classes are its data's (api.train sets them), so no config file sets them
+NOT_IN_FILES = ("image_shape", "classes")
 
 
 def file_defaults() -> dict:

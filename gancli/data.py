@@ -1,8 +1,9 @@
 """Image sources -> uint8 tensors [N, C, H, W].
 
 A source is a dataset name (`mnist`, `mnist:test`, `fashion-mnist`, ...), a folder of PNG/JPEG
-images, a `.safetensors` samples file, or `-` (a samples stream on stdin); any of them followed by
-a slice, `SOURCE[:N]` or `SOURCE[A:B]`, is those of its images, in its own order.
+images (or of one subfolder of them per class, labelled by sorted name), a `.safetensors` samples
+file, or `-` (a samples stream on stdin); any of them followed by a slice, `SOURCE[:N]` or
+`SOURCE[A:B]`, is those of its images, in its own order.
 Datasets resolve from a local folder (`--data-dir` / GANCLI_DATA), then the cache folder
 (GANCLI_CACHE, default ~/.cache/gancli), then a torchvision download into the cache. In either
 folder DIR, a dataset NAME's files are those in DIR/NAME/ (or torchvision's DIR/MNIST/raw/,
@@ -29,6 +30,9 @@ from gancli.streams import Samples, read_samples
 # name -> (torchvision class name, folder name torchvision uses)
 DATASETS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "kmnist": "KMNIST"}
 SPLIT_PREFIX = {"train": "train", "test": "t10k"}
+# the classes of a dataset gancli ships no classifier of (config.CLASSIFIER_CLASSES has the others'):
+# KMNIST's ten hiragana, romanised as its paper names them
+DATASET_CLASSES = {"kmnist": ["o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"]}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 
 
@@ -169,11 +173,25 @@ def load_labels(name: str, split: str = "train", data_dir: str | None = None) ->
     return torch.from_numpy(read_idx(resolve_idx(name, split, "labels", data_dir)).astype(np.int64))
 
 
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _class_folders(folder: Path) -> list[Path]:
+    """A folder's subfolders, by sorted name: its classes (torchvision's ImageFolder convention), when it has
+    any that hold images; an empty one among them is an error, as it would shift the classes after it."""
+    subfolders = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    empty = [p.name for p in subfolders if not _image_files(p)]
+    if empty and len(empty) < len(subfolders):
+        raise GancliError(f"{folder}'s class folder {empty[0]} holds no images", "remove it or add its images")
+    return subfolders if not empty else []
+
+
 def load_folder(folder: Path) -> torch.Tensor:
     from PIL import Image, UnidentifiedImageError
 
     files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
-    image_files = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+    image_files = _image_files(folder)
     if not image_files:
         raise GancliError(f"no images in folder {folder} ({len(files)} other files)", "expected PNG or JPEG files")
     arrays = []
@@ -191,12 +209,54 @@ def load_folder(folder: Path) -> torch.Tensor:
     return tensor.unsqueeze(1) if tensor.ndim == 3 else tensor.permute(0, 3, 1, 2).contiguous()
 
 
+def _load_class_folders(folder: Path, classes: list[Path]) -> Samples:
+    """The images of the class subfolders, labelled with their class's index (their names in meta["classes"]),
+    interleaved: the first image of each class, then the second of each, ..., so that a slice or the first N
+    images (`gan score -n`, `--ref DIR -n`) hold every class as evenly as the folder allows."""
+    parts = [load_folder(c) for c in classes]
+    if len({tuple(p.shape[1:]) for p in parts}) > 1:
+        raise GancliError(f"the class folders of {folder} hold images of different sizes or channels", "resize them to one size")
+    labels = torch.cat([torch.full((len(p),), i, dtype=torch.int64) for i, p in enumerate(parts)])
+    rank = torch.cat([torch.arange(len(p)) for p in parts])  # an image's place within its class
+    order = torch.argsort(rank * len(parts) + labels, stable=True)
+    return Samples(torch.cat(parts)[order], meta={"source": str(folder), "classes": [c.name for c in classes]},
+                   labels=labels[order])
+
+
+def load_labelled(source: str, data_dir: str | None = None) -> Samples:
+    """A source's images with their classes, `labels` int64 [N] and the class names in meta["classes"]:
+    a dataset's images with its IDX label file (the names of its classifier's classes, else the label
+    values), a folder of class subfolders (sorted names: torchvision's ImageFolder convention), or a
+    samples file that carries labels and names; a source without labels is a GancliError."""
+    from gancli.config import CLASSIFIER_CLASSES
+
+    whole, part = split_slice(source)
+    if dataset := parse_dataset_name(whole):
+        images, labels = load_dataset(*dataset, data_dir=data_dir), load_labels(*dataset, data_dir=data_dir)
+        if len(labels) != len(images):
+            raise GancliError(f"{whole}: {len(images)} images but {len(labels)} labels", "fetch its label file again")
+        names = CLASSIFIER_CLASSES.get(dataset[0]) or DATASET_CLASSES.get(dataset[0]) or \
+            [str(i) for i in range(int(labels.max()) + 1)]
+        samples = Samples(images, meta={"source": whole, "classes": list(names)}, labels=labels)
+    else:
+        samples = _load_whole(whole, data_dir)
+        if samples.labels is None or not samples.meta.get("classes"):
+            raise GancliError(f"{whole} has no class labels",
+                              "use a dataset (mnist, fashion-mnist, ...), a folder of one subfolder per class, "
+                              "or a samples file with labels")
+    if int(samples.labels.max()) >= len(samples.meta["classes"]):
+        raise GancliError(f"{whole}: a label is past its {len(samples.meta['classes'])} classes")
+    return samples if part is None else _sliced(samples, source, whole, part)
+
+
 def load_samples(source: str, data_dir: str | None = None) -> Samples:
     """Any image source (design note section 4) as Samples; provenance in `.meta`."""
     whole, part = split_slice(source)
     samples = _load_whole(whole, data_dir)
-    if part is None:
-        return samples
+    return samples if part is None else _sliced(samples, source, whole, part)
+
+
+def _sliced(samples: Samples, source: str, whole: str, part: slice) -> Samples:
     if (part.start or 0) >= len(samples):
         raise GancliError(f"{source}: {whole} holds {len(samples)} images", "slice within them")
     return samples.select(torch.arange(len(samples))[part])
@@ -211,6 +271,8 @@ def _load_whole(source: str, data_dir: str | None) -> Samples:
         return Samples(load_dataset(*dataset, data_dir=data_dir), meta={"source": source})
     path = Path(source)
     if path.is_dir():
+        if not _image_files(path) and (classes := _class_folders(path)):
+            return _load_class_folders(path, classes)
         return Samples(load_folder(path), meta={"source": str(path)})
     if path.is_file():
         return read_samples(path.read_bytes(), str(path))

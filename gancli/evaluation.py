@@ -3,8 +3,9 @@ of a fixed set of generated images, on the features of the classifier gancli shi
 dataset (MNIST's, Fashion-MNIST's), against that dataset's test images.
 
 The latents are drawn once from the run's own seed by a generator of their own, so every evaluated
-epoch of a run scores the same z, and evaluating changes nothing that training draws: a run with
-the evaluation on trains bit-exactly as the same run with it off.
+epoch of a run scores the same z (a conditional run's for balanced classes, and the share of them the
+classifier assigns to the class asked for is logged as `class_accuracy`), and evaluating changes
+nothing that training draws: a run with the evaluation on trains bit-exactly as the same run with it off.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ EVAL_FIELDS = ("fid", "precision", "recall", "density", "coverage", "classes_pre
 Evaluator = Callable[[torch.nn.Module], dict]
 
 
+
 def make_evaluator(config: TrainConfig, reference: torch.Tensor, device: torch.device | str = "cpu", *,
                    batch_size: int = 1000, warn: Callable[[str], None] | None = None) -> Evaluator:
     """G -> the metrics of `config.eval_n` images of G against as many `reference` images (uint8
@@ -38,8 +40,9 @@ def make_evaluator(config: TrainConfig, reference: torch.Tensor, device: torch.d
     """
     from gancli.config import classifier_domain
     from gancli.features import classifier_extractor, reference_features
-    from gancli.metrics import class_coverage, evaluate
+    from gancli.metrics import class_accuracy, class_coverage, evaluate
     from gancli.models import generate_images
+    from gancli.sampling import class_labels
 
     n = min(config.eval_n, len(reference))
     if n < 2:
@@ -52,12 +55,14 @@ def make_evaluator(config: TrainConfig, reference: torch.Tensor, device: torch.d
     extractor = classifier_extractor(domain, device=device)
     real_features, _ = reference_features(extractor, reference[:n], warn=warn)
     z = torch.randn(n, config.z_dim, generator=torch.Generator().manual_seed(config.seed + EVAL_SEED_OFFSET))
+    labels = class_labels(config, n)  # a conditional run's classes in turn, as `gan sample` draws them
 
     def evaluate_generator(G: torch.nn.Module) -> dict:
         started = time.perf_counter()
-        features, predicted = extractor.run(generate_images(G, z, device, batch_size))
+        features, predicted = extractor.run(generate_images(G, z, device, batch_size, labels))
         scores = evaluate(real_features, features, kid_subsets=0) | class_coverage(predicted, extractor.classes)
-        return {k: scores[k] for k in EVAL_FIELDS} | {"eval_n": n, "eval_features": extractor.name,
-                                                      "eval_seconds": time.perf_counter() - started}
+        asked = {} if labels is None else {"class_accuracy": class_accuracy(predicted, labels)}
+        return {k: scores[k] for k in EVAL_FIELDS} | asked | {"eval_n": n, "eval_features": extractor.name,
+                                                              "eval_seconds": time.perf_counter() - started}
 
     return evaluate_generator

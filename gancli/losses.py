@@ -35,10 +35,20 @@ def g_loss(config: TrainConfig, v_fake: torch.Tensor) -> torch.Tensor:
     return -row.activation(v_fake).mean()  # the paper's alternative: max_G E_Q[g_f(v)]
 
 
-def gradient_penalty(D, real: torch.Tensor, fake: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-    """E[(||grad_x D(x_hat)||_2 - 1)^2] on per-sample interpolates x_hat = eps x + (1 - eps) G(z)."""
+def top_k(v_fake: torch.Tensor, k: int) -> torch.Tensor:
+    """Top-k training (Sinha et al. 2020): the k of G's fakes that D scores highest (most real: every
+    objective's activation g_f, and a critic, increase with v), so that G's update skips the fakes D finds
+    worst, whose gradients point away from the data; all of them when k is the batch."""
+    return v_fake if k >= len(v_fake) else v_fake.topk(k, sorted=False).values
+
+
+def gradient_penalty(D, real: torch.Tensor, fake: torch.Tensor, eps: torch.Tensor,
+                     labels: torch.Tensor | None = None) -> torch.Tensor:
+    """E[(||grad_x D(x_hat)||_2 - 1)^2] on per-sample interpolates x_hat = eps x + (1 - eps) G(z) (of one
+    class each, its label given to a conditional D)."""
     x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
-    (grad,) = torch.autograd.grad(D(x_hat).sum(), x_hat, create_graph=True)
+    v = D(x_hat) if labels is None else D(x_hat, labels)
+    (grad,) = torch.autograd.grad(v.sum(), x_hat, create_graph=True)
     return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
 
 

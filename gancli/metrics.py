@@ -102,6 +102,11 @@ def class_coverage(predicted: np.ndarray, classes: tuple[str, ...]) -> dict:
             "class_kl": kl, "class_names": list(classes), "class_histogram": counts.astype(int).tolist()}
 
 
+def class_accuracy(predicted, asked) -> float:
+    """The share of images the classifier assigns to the class they were drawn for: mean(predicted == asked)."""
+    return float((np.asarray(predicted) == np.asarray(asked)).mean())
+
+
 def evaluate(real: np.ndarray, fake: np.ndarray, k: int = 3, kid_subsets: int = 100) -> dict:
     """Every metric of `gan score` on one pair of feature sets (KID over `kid_subsets` subsets; 0 leaves it out)."""
     for name, features in (("generated", fake), ("reference", real)):

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from gancli.errors import GancliError
 
 # metric -> +1 when higher is better, -1 when lower is better
-DIRECTION = {"fid": -1, "kid_mean": -1, "precision": 1, "recall": 1, "density": 1, "coverage": 1, "classes_present": 1}
+DIRECTION = {"fid": -1, "kid_mean": -1, "precision": 1, "recall": 1, "density": 1, "coverage": 1, "classes_present": 1,
+             "class_accuracy": 1, "intra_fid_mean": -1}
 # what makes two results comparable: the same features, the same images counted the same way
 PROTOCOL = ("extractor", "weights_hash", "n_generated", "n_reference", "reference", "k")
 

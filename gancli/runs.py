@@ -252,7 +252,7 @@ def _knobs(config) -> str:
 
     from gancli.config import make_config
 
-    shown_elsewhere = ("objective", "div", "alpha", "g_loss", "epochs", "image_shape", "eval_every")
+    shown_elsewhere = ("objective", "div", "alpha", "g_loss", "epochs", "image_shape", "classes", "eval_every")
     defaults = make_config(config.objective)
     text = lambda v: ",".join(map(str, v)) if isinstance(v, tuple) else f"{v:g}" if isinstance(v, float) else str(v)
     return " ".join(f"{f.name}={text(getattr(config, f.name))}" for f in fields(config)

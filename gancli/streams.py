@@ -1,7 +1,8 @@
 """The samples stream (design note section 4): one safetensors blob of kind "samples".
 
-`images` uint8 [N, C, H, W] (required), `z` float32 [N, z_dim] and `score` float32 [N]
-(optional); provenance (source checkpoint, seed, ...) in the metadata.
+`images` uint8 [N, C, H, W] (required), `z` float32 [N, z_dim], `score` float32 [N] and `labels`
+int64 [N] (optional: the class each image was drawn for, or a dataset's labels); provenance (source
+checkpoint, seed, class names, ...) in the metadata.
 Writers take `-` (stdout), a `.safetensors` path, or a new or empty folder (one PNG per image);
 pictures of them (a grid, an animation) are single PNG or GIF files, written atomically.
 """
@@ -30,13 +31,14 @@ class Samples:
     z: torch.Tensor | None = None
     score: torch.Tensor | None = None
     meta: dict = field(default_factory=dict)
+    labels: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.images.shape[0]
 
     def select(self, index: torch.Tensor) -> Samples:
         pick = lambda t: None if t is None else t[index]
-        return Samples(self.images[index], pick(self.z), pick(self.score), dict(self.meta))
+        return Samples(self.images[index], pick(self.z), pick(self.score), dict(self.meta), pick(self.labels))
 
 
 def encode_samples(samples: Samples) -> bytes:
@@ -45,20 +47,25 @@ def encode_samples(samples: Samples) -> bytes:
         tensors["z"] = samples.z.float()
     if samples.score is not None:
         tensors["score"] = samples.score.float()
+    if samples.labels is not None:
+        tensors["labels"] = samples.labels.long()
     return encode(tensors, {**samples.meta, "kind": "samples"})
 
 
 def read_samples(raw: bytes, origin: str) -> Samples:
     tensors, meta = decode(raw, origin, "samples")
-    images, z, score = tensors.get("images"), tensors.get("z"), tensors.get("score")
+    images, z, score, labels = (tensors.get(k) for k in ("images", "z", "score", "labels"))
     if images is None or images.dtype != torch.uint8 or images.ndim != 4:
         raise GancliError(f"{origin}: a samples stream needs `images` as uint8 [N, C, H, W]")
     if z is not None and (z.dtype != torch.float32 or z.ndim != 2 or len(z) != len(images)):
         raise GancliError(f"{origin}: `z` must be float32 [N, z_dim] with one row per image")
     if score is not None and (score.dtype != torch.float32 or tuple(score.shape) != (len(images),)):
         raise GancliError(f"{origin}: `score` must be float32 [N], one per image")
+    if labels is not None and (labels.dtype != torch.int64 or tuple(labels.shape) != (len(images),) or
+                               (len(labels) and labels.min() < 0)):
+        raise GancliError(f"{origin}: `labels` must be int64 [N], one class index (>= 0) per image")
     meta.pop("kind", None)
-    return Samples(images, z, score, meta)
+    return Samples(images, z, score, meta, labels)
 
 
 def to_pil(image: torch.Tensor):
@@ -91,6 +98,21 @@ def _save_picture(path: Path | str, picture, format: str, **options) -> None:
     atomic_write(Path(path), buffer.getvalue())
 
 
+def grid_images(samples: Samples, per_row: int = 8, rows: int = 8) -> torch.Tensor:
+    """A grid's images, per_row a row: the first rows x per_row; for labelled samples, each class in class
+    order on rows of its own (rows shared out among the classes, at least one each), padded with black
+    where a class has fewer images."""
+    if samples.labels is None:
+        return samples.images[:rows * per_row]
+    present = samples.labels.unique()
+    each = per_row * max(1, rows // len(present))
+    blocks = []
+    for c in present:
+        picked = samples.images[samples.labels == c][:each]
+        blocks.append(torch.cat([picked, picked.new_zeros(-len(picked) % per_row, *picked.shape[1:])]))
+    return torch.cat(blocks)
+
+
 def save_png_grid(images: torch.Tensor, path: Path | str, nrow: int = 8) -> None:
     """uint8 [N, C, H, W] -> one PNG, nrow images a row (tile)."""
     _save_picture(path, to_pil(tile(images, nrow)), "PNG")
@@ -109,11 +131,21 @@ def save_gif(frames: torch.Tensor, path: Path | str) -> None:
     save_animation([to_pil(tile(frames[:, t], nrow=frames.shape[0])) for t in order], path, frame_ms=80)
 
 
-def write_png_folder(images: torch.Tensor, folder: Path) -> None:
+def class_folder(name: str) -> str:
+    """A class's subfolder name: its name, a path separator made a dash (Fashion-MNIST's T-shirt/top)."""
+    return name.replace("/", "-").replace(os.sep, "-")
+
+
+def write_png_folder(samples: Samples, folder: Path) -> None:
+    """One PNG per image, numbered in order; labelled samples' in a subfolder per class, named for it, which
+    reads back as the same labels (data.py's class folders)."""
     folder.mkdir(parents=True, exist_ok=True)
-    width = max(6, len(str(len(images) - 1)))
-    for i, image in enumerate(images):
-        to_pil(image).save(folder / f"{i:0{width}d}.png")
+    width = max(6, len(str(len(samples) - 1)))
+    names = samples.meta.get("classes")
+    for i, image in enumerate(samples.images):
+        where = folder if samples.labels is None or not names else folder / class_folder(names[samples.labels[i]])
+        where.mkdir(exist_ok=True)
+        to_pil(image).save(where / f"{i:0{width}d}.png")
 
 
 def check_picture(path: Path | str, option: str, formats: tuple[str, ...] = PICTURES) -> None:
@@ -168,6 +200,6 @@ def write_samples(samples: Samples, dest: str, stdout: BinaryIO | None = None) -
         atomic_write(Path(dest), encode_samples(samples))
     else:
         try:
-            write_png_folder(samples.images, Path(dest))
+            write_png_folder(samples, Path(dest))
         except OSError as e:
             raise GancliError(f"cannot write PNG files to {dest}: {e.strerror}") from None

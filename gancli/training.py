@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from gancli import losses
+from gancli.augment import DRAWS_PER_POLICY, diff_augment
 from gancli.checkpoint import atomic_copy, read_header
 from gancli.config import TrainConfig
 from gancli.distributed import World, average_gradients
@@ -71,20 +72,32 @@ def _global_draw(state: TrainState, draw: Callable[..., torch.Tensor], *shape: i
     return values
 
 
-def train_step(state: TrainState, real: torch.Tensor, ms_lambda: float) -> dict[str, torch.Tensor]:
+def _augmented(state: TrainState, images: torch.Tensor) -> torch.Tensor:
+    """DiffAugment's T of a batch (real or fake), its randomness drawn from noise_rng; the batch itself
+    without --diffaug."""
+    policies = state.config.augmentations
+    if not policies:
+        return images
+    return diff_augment(images, policies, _global_draw(state, torch.rand, DRAWS_PER_POLICY * len(policies)))
+
+
+def train_step(state: TrainState, real: torch.Tensor, ms_lambda: float, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """One discriminator step on this rank's `real` images, plus a generator step every n_critic steps.
-    Returns the scalars as tensors on the device (reading them waits for it: see ScalarReader)."""
+    A conditional run's fakes are drawn for the real batch's `labels`: p(y) matches the data's, and the
+    gradient penalty mixes a real and a fake of one class. Returns the scalars as tensors on the device
+    (reading them waits for it: see ScalarReader)."""
     cfg, G, D = state.config, state.G, state.D
     batch = real.shape[0]
     z = _global_draw(state, torch.randn, cfg.z_dim)
     g_turn = (state.step + 1) % cfg.n_critic == 0
     bf16 = torch.autocast(state.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
     with torch.set_grad_enabled(g_turn), bf16:
-        fake = G(z)
+        fake = G(z, labels)
     r1_turn = cfg.r1 > 0 and state.step % cfg.r1_every == 0
-    both = torch.cat([real, fake.detach()]).requires_grad_(r1_turn)
+    # what D sees (DiffAugment: T(real), T(fake)); R1 and the gradient penalty are taken on it
+    both = torch.cat([_augmented(state, real), _augmented(state, fake.detach())]).requires_grad_(r1_turn)
     with bf16:
-        v = D(both).float()  # one pass over real and fake: larger, faster GEMMs
+        v = D(both, None if labels is None else torch.cat([labels, labels])).float()  # one pass over real and fake
     v_real, v_fake = v[:batch], v[batch:]
     loss_d = losses.d_loss(cfg, v_real, v_fake)
     out = {"d_loss": loss_d.detach()}
@@ -96,7 +109,8 @@ def train_step(state: TrainState, real: torch.Tensor, ms_lambda: float) -> dict[
     if cfg.gp_lambda > 0:
         eps = _global_draw(state, torch.rand, 1, 1, 1)
         with bf16:
-            loss_d = loss_d + cfg.gp_lambda * losses.gradient_penalty(D, real, fake.detach().float(), eps)
+            loss_d = loss_d + cfg.gp_lambda * losses.gradient_penalty(D, both[:batch].detach(), both[batch:].detach().float(),
+                                                                      eps, labels)
     state.opt_d.zero_grad(set_to_none=True)
     loss_d.backward()
     average_gradients(D, state.world)  # under torchrun: each rank then takes the global batch's step
@@ -109,13 +123,13 @@ def train_step(state: TrainState, real: torch.Tensor, ms_lambda: float) -> dict[
     if g_turn:
         D.requires_grad_(False)  # the generator step needs dD/dx only, not D's weight gradients
         with bf16:
-            v_fake = D(fake).float()
-        loss_g = losses.g_loss(cfg, v_fake)
+            v_fake = D(_augmented(state, fake), labels).float()
+        loss_g = losses.g_loss(cfg, losses.top_k(v_fake, cfg.top_k_at(state.epoch, len(v_fake))))
         out["g_loss"] = loss_g.detach()
         if ms_lambda > 0:
             z2 = _global_draw(state, torch.randn, cfg.z_dim)
             with bf16:
-                fake2 = G(z2)
+                fake2 = G(z2, labels)
             loss_g = loss_g + ms_lambda * losses.mode_seeking(fake.float(), fake2.float(), z, z2)
         state.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
@@ -234,13 +248,19 @@ class _SigintFlag:
 
 
 def save_grid(G: torch.nn.Module, config: TrainConfig, path: Path, device: torch.device) -> None:
-    z = torch.randn(GRID_SIZE, config.z_dim, generator=torch.Generator().manual_seed(config.seed + 7919))
+    """GRID_SIZE images of fixed latents, 8 a row; a conditional run's, one row of 8 per class."""
+    labels = torch.arange(config.n_classes).repeat_interleave(8) if config.conditional else None
+    z = torch.randn(GRID_SIZE if labels is None else len(labels), config.z_dim,
+                    generator=torch.Generator().manual_seed(config.seed + 7919))
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_png_grid(generate_images(G, z, device), path, nrow=8)
+    save_png_grid(generate_images(G, z, device, labels=labels), path, nrow=8)
 
 
-def check_data(config: TrainConfig, images: torch.Tensor) -> int:
-    """The number of batches an epoch of `images` makes, or a GancliError if they cannot train these networks."""
+def check_data(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None = None) -> int:
+    """The number of batches an epoch of `images` (with their `labels` for a conditional run) makes, or a
+    GancliError if they cannot train these networks."""
+    if config.conditional and (labels is None or len(labels) != len(images)):
+        raise GancliError("a class-conditional run trains on labelled images", "train on a dataset or a folder of class folders")
     if tuple(images.shape[1:]) != tuple(config.image_shape):
         raise GancliError(f"data images are {tuple(images.shape[1:])}, the networks expect {tuple(config.image_shape)}",
                           "train a new run on this data")
@@ -257,9 +277,10 @@ def _evaluated_at(config: TrainConfig, epoch: int) -> bool:
 def train(state: TrainState, images: torch.Tensor, run: Path,
           on_step: Callable[[TrainState, dict], None] | None = None,
           on_epoch: Callable[[TrainState, dict], None] | None = None,
-          evaluate: Callable[[torch.nn.Module], dict] | None = None) -> TrainState:
+          evaluate: Callable[[torch.nn.Module], dict] | None = None, labels: torch.Tensor | None = None) -> TrainState:
     """Train until state.epoch == config.epochs; checkpoint, log line and grid after every epoch.
-    After the first of them, `run`'s runs folder's `latest` points at `run`.
+    After the first of them, `run`'s runs folder's `latest` points at `run`. A conditional run takes
+    each image's class in `labels`, batched in the data's order with it.
 
     With `evaluate` (evaluation.make_evaluator), the epochs config.eval_every asks for add its
     metrics to their log line, and `run`/best.safetensors becomes a copy of the checkpoint of the
@@ -268,9 +289,10 @@ def train(state: TrainState, images: torch.Tensor, run: Path,
     Under torchrun every rank calls it; rank 0 alone evaluates and writes, the others wait at a
     barrier after each epoch. `on_step` sees each step's scalars when they are read (ScalarReader)."""
     cfg, main = state.config, state.world.main
-    n_batches = check_data(cfg, images)
+    n_batches = check_data(cfg, images, labels)
     run.mkdir(parents=True, exist_ok=True)
     images = images.to(state.device)
+    labels = labels.to(state.device) if cfg.conditional else None
     marked_latest = False
     reader = ScalarReader(state.world, READ_EVERY.get(state.device.type, 1))
     with contextlib.ExitStack() as held, _SigintFlag() as sigint:
@@ -287,8 +309,8 @@ def train(state: TrainState, images: torch.Tensor, run: Path,
                     group["lr"] = base * lr
             started = time.perf_counter()
             while state.batch_in_epoch < n_batches:
-                real = to_unit_range(images[state.world.part(batches[state.batch_in_epoch])])
-                scalars = train_step(state, real, ms_lambda)
+                picked = state.world.part(batches[state.batch_in_epoch])
+                scalars = train_step(state, to_unit_range(images[picked]), ms_lambda, None if labels is None else labels[picked])
                 reader.add(state.step, scalars)
                 state.batch_in_epoch += 1
                 if not reader.due(state.batch_in_epoch == n_batches):

@@ -31,6 +31,7 @@ from pathlib import Path
 from gancli.config import (
     TrainConfig,
     config_fields,
+    config_fields_from_toml,
     config_toml,
     file_defaults,
     make_config,
@@ -485,11 +486,16 @@ def run_trial(settings: Settings, number: int) -> None:
     if frozen.state != TrialState.RUNNING or training_now(run):
         raise _Taken
     trial = optuna.trial.Trial(study, frozen._trial_id)
-    # the options the coordinator drew, drawn again from the stored params
-    values = suggest(optuna.trial.FixedTrial(frozen.params), study_space(study, "the study's space"))
-    objective, fields = trial_config(values)
-    # the whole config, kept with the trial: BEST.toml is written from it where the run is gone
-    trial.set_user_attr("config", config_toml(make_config(objective, **fields)))
+    # the whole config, kept with the trial when it first starts: BEST.toml is written from it where the run
+    # is gone, and a run trained again from it is the same run whatever defaults changed meanwhile
+    stored = frozen.user_attrs.get("config")
+    if stored is None:  # the options the coordinator drew, drawn again from the stored params
+        values = suggest(optuna.trial.FixedTrial(frozen.params), study_space(study, "the study's space"))
+        drawn_objective, drawn = trial_config(values)
+        stored = config_toml(make_config(drawn_objective, **drawn))
+        trial.set_user_attr("config", stored)
+    fields = config_fields_from_toml(stored, f"trial {number}'s config")
+    objective = fields.pop("objective")
 
     say = lambda message: print(message, file=sys.stderr, flush=True)
 
@@ -507,7 +513,8 @@ def run_trial(settings: Settings, number: int) -> None:
     def on_epoch(state, record):
         if "fid" not in record:
             return
-        trial.report(record["fid"], record["epoch"])
+        if record["epoch"] not in frozen.intermediate_values:  # a run trained again (bit-exact) reports each epoch once
+            trial.report(record["fid"], record["epoch"])
         say(f"trial {number}: epoch {record['epoch']}/{state.config.epochs}, FID {record['fid']:.2f}")
         if trial.should_prune():
             raise _Pruned(f"FID {record['fid']:.2f} at epoch {record['epoch']}: the {settings.pruner} pruner stopped it")

@@ -74,7 +74,7 @@ def checkpoints(tmp_path_factory):
     # about half of the fakes clear confidence 0.6, as with a generator that has caught up.
     with torch.no_grad():
         z = torch.randn(512, state.config.z_dim)
-        v = state.D(state.G(z))
+        v = state.D(state.generator(z))  # the generator sampling uses: the moving average
         state.D.net[-1].bias += torch.logit(torch.tensor(0.6)) - v.median()
     save_state(folder / "checkpoint.safetensors", state)
     save_state(folder / "wgan.safetensors", new_state(tiny_config("wgan")))

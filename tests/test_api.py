@@ -5,6 +5,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import gancli
@@ -21,6 +22,7 @@ def mnist_like(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("data")
     for prefix, seed in (("train", 1), ("t10k", 2)):
         write_idx(folder / "mnist", f"{prefix}-images-idx3-ubyte", synthetic_images(256, side=28, seed=seed).squeeze(1).numpy())
+        write_idx(folder / "mnist", f"{prefix}-labels-idx1-ubyte", np.arange(256) % 10)
     return folder
 
 
@@ -44,6 +46,8 @@ def test_docs_api_examples_run_in_order(library, capsys):
     assert len(namespace["fids"]) == 1 and namespace["fids"][0] > 0
     assert namespace["samples"].images.shape == (200, 1, 28, 28) and len(namespace["kept"]) == 100
     assert "accepted 100 of 200 draws" in out and namespace["scores"]["extractor"] == "mnist-classifier"
+    assert namespace["sevens"].labels.tolist() == [7] * 20 and "tensor([7]) 7" in out
+    assert namespace["written"] == "torchscript" and "torch.Size([4, 1, 28, 28])" in out
     assert (library / "lerp.png").stat().st_size > 0 and namespace["frames"].images.shape[0] == 12
     assert "error" not in out.lower() or "no/such/run" in out
 

@@ -63,7 +63,7 @@ def test_resume_refuses_locked_fields_and_accepts_their_same_value():
 
 
 def test_the_resume_rules_are_a_function_of_values():
-    old = tiny_config(epochs=1)
+    old = tiny_config(epochs=1, ema=0.0)
     same = plan(old, {})
     assert (same.child, same.switched, same.config.epochs, same.notes) == (False, False, 2, ())  # finished: as many again
     switched = plan(old, {"div": "kl"}, epochs=3)

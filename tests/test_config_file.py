@@ -24,7 +24,7 @@ def test_a_config_file_reads_back_into_the_same_config(objective, options):
     ('objective = "vanilla"\nlr_gg = 1e-4\n', "unknown key 'lr_gg' (did you mean 'lr_g'?)"),
     ('ema = "high"\n', "ema = 'high' is a str, expected a value like 0.0"),
     ("lr = {low = 1e-4, high = 1e-3}\n", "is a table (a range goes under [search]"),
-    ("sync_batch_norm = true\n", "sync_batch_norm = True: --sync-batch-norm applies to --arch dcgan"),
+    ("sync_batch_norm = true\n", "sync_batch_norm = True: --sync-batch-norm applies to the conv generators (dcgan, infogan)"),
     ('arch = "dcgan"\nsync_batch_norm = true\nema = 1.5\n', "ema = 1.5: --ema is a decay"),
     ("epochs = 2.5\n", "epochs = 2.5 is a float"),
     ("g_hidden = [64, -1]\n", "g_hidden = (64, -1): network sizes must be positive"),
@@ -67,10 +67,10 @@ def test_a_run_repeated_from_its_printed_config_is_bit_exact(user_shell, tiny_da
     assert again["d_dropout"] == 0.2 and again["ema"] == 0.9 and again["epochs"] == 2
 
 
-def test_every_config_field_but_the_image_shape_is_in_the_file():
+def test_every_config_field_but_the_data_s_own_is_in_the_file():
     config = make_config("fgan", div="alpha")
     keys = set(config_fields_from_toml(config_toml(config), "x.toml"))
-    assert keys == {f.name for f in dataclasses.fields(config)} - {"image_shape"}
+    assert keys == {f.name for f in dataclasses.fields(config)} - {"image_shape", "classes"}
 
 
 def test_another_objective_over_a_file_takes_its_own_defaults_and_keeps_what_the_file_changed():

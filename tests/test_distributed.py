@@ -157,11 +157,11 @@ def test_a_value_read_late_still_names_its_step_and_nothing_is_saved_after_it(tm
     monkeypatch.setitem(training.READ_EVERY, "cpu", 4)  # read every 4th step, as a GPU reads every 32nd
     step = training.train_step
 
-    def poisoned_before_step_13(state, real, ms_lambda):
+    def poisoned_before_step_13(state, real, ms_lambda, labels=None):
         if state.step == 12:
             with torch.no_grad():
                 next(state.D.parameters()).fill_(float("nan"))
-        return step(state, real, ms_lambda)
+        return step(state, real, ms_lambda, labels)
 
     monkeypatch.setattr(training, "train_step", poisoned_before_step_13)
     read = []

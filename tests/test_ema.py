@@ -29,7 +29,7 @@ def test_ema_update_follows_its_warm_up():
 def test_ema_changes_nothing_that_trains_and_resumes_bit_exactly(tmp_path):
     images = synthetic_images()
     with_ema = train(new_state(tiny_config(epochs=2, ema=0.9)), images, tmp_path / "a")
-    without = train(new_state(tiny_config(epochs=2)), images, tmp_path / "b")
+    without = train(new_state(tiny_config(epochs=2, ema=0.0)), images, tmp_path / "b")
     assert all(torch.equal(a, b) for a, b in zip(weights(with_ema.G), weights(without.G), strict=True))
     train(new_state(tiny_config(epochs=1, ema=0.9)), images, tmp_path / "c")
     resumed = resume_run(tmp_path / "c" / "checkpoint.safetensors", epochs=1)
@@ -42,7 +42,7 @@ def test_ema_changes_nothing_that_trains_and_resumes_bit_exactly(tmp_path):
 
 
 def test_ema_turned_on_at_resume_starts_from_the_current_generator(tmp_path):
-    train(new_state(tiny_config(epochs=1)), synthetic_images(), tmp_path / "r")
+    train(new_state(tiny_config(epochs=1, ema=0.0)), synthetic_images(), tmp_path / "r")
     resumed = resume_run(tmp_path / "r" / "checkpoint.safetensors", {"ema": 0.99}, epochs=1)
     assert any("moving average (--ema) starts now" in note for note in resumed.notes)
     assert resumed.state.ema_updates == 0
@@ -69,3 +69,17 @@ def test_evaluation_and_grids_use_the_average(tmp_path):
     state = train(new_state(tiny_config(epochs=1, ema=0.9, eval_every=1)), synthetic_images(), tmp_path / "r",
                   evaluate=lambda G: seen.append(G) or {"fid": 1.0})
     assert seen == [state.G_ema]
+
+
+def test_a_new_run_keeps_the_average_by_default_and_ema_0_gives_the_plain_generator(cli, tmp_path):
+    from gancli.checkpoint import read_header
+    from gancli.config import TrainConfig, make_config
+
+    assert all(make_config(objective).ema == 0.999 for objective in ("vanilla", "fgan", "wgan", "wgan-gp"))
+    assert make_config("vanilla", ema=0.0).ema == 0.0
+    train(new_state(tiny_config()), synthetic_images(), tmp_path / "r")
+    stored = read_header(tmp_path / "r" / "checkpoint.safetensors").config.to_dict()
+    assert stored["ema"] == 0.999
+    del stored["ema"]  # a checkpoint written before the field: no average
+    assert TrainConfig.from_dict(stored).ema == 0.0
+    assert "[default: 0.999]" in " ".join(cli("train", "--help").stdout.split())

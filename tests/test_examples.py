@@ -5,8 +5,10 @@ import os
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from gancli.checkpoint import read_header
 from tests.conftest import gan_env, synthetic_images, write_idx
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -189,3 +191,49 @@ def test_fashion_example_trains_evaluates_and_scores_on_fashion_alone(tmp_path):
     assert (tmp_path / "f" / "curves.png").stat().st_size > 0 and (tmp_path / "f" / "grids" / "best.png").stat().st_size > 0
     again = example("fashion.sh", "--smoke", "--out", tmp_path / "f", cwd=tmp_path, data=data)
     assert again.returncode == 0 and "==" not in again.stderr.decode()
+
+
+def test_frontier_smoke_trains_scores_and_tables_each_target_and_restarts(smoke, tmp_path):
+    """examples/frontier.sh --smoke: each recipe file trains (the conv recipe, its ablation without DiffAugment
+    and the WGAN-clip one), is sampled from its moving average and scored on the MNIST classifier; the page
+    holds a line per target and per ablation row and the recipes; a second run redoes nothing."""
+    out = tmp_path / "f"
+    result = example("frontier.sh", "--smoke", "--out", out, cwd=tmp_path, data=smoke / "mnist")
+    assert result.returncode == 0, result.stderr.decode()[-3000:]
+    for row in ("mnist-conv", "ablation-mnist-conv-no-diffaug", "mnist-mlp-wgan-clip"):
+        scores = json.loads((out / "scores" / f"{row}.mnist.json").read_text())
+        assert scores["extractor"] == "mnist-classifier" and scores["n_generated"] == 256
+    conv, ablated = (read_header(out / "runs" / row / "checkpoint.safetensors").config
+                     for row in ("mnist-conv", "ablation-mnist-conv-no-diffaug"))
+    assert (conv.arch, conv.diffaug, conv.ema) == ("infogan", "translation", 0.999) and ablated.diffaug == ""
+    page = (tmp_path / "frontier.md").read_text()
+    lines = {line.split(" | ")[0].lstrip("| "): line for line in page.splitlines() if line.startswith("| ")}
+    assert "no Inception score yet" in lines["mnist-conv"] and "not yet run" in lines["fashion-conv"]
+    assert lines["ablation-mnist-conv-no-diffaug"].split(" | ")[4] != "" and "not yet run" in lines["ablation-mnist-conv-top-k"]
+    assert page.count("```toml") == 4
+    again = example("frontier.sh", "--smoke", "--out", out, cwd=tmp_path, data=smoke / "mnist")
+    assert again.returncode == 0 and [line for line in again.stderr.decode().splitlines() if line.startswith("==")] == \
+        [f"== wrote {tmp_path / 'frontier.md'}"]
+    listed = example("frontier.sh", "--list", cwd=tmp_path, data=smoke / "mnist").stdout.decode().split()
+    assert "mnist-conv-seed2" in listed and "ablation-mnist-conv-no-ema" in listed
+    assert example("frontier.sh", "nothing", cwd=tmp_path, data=smoke / "mnist").returncode == 2
+
+
+def test_conditional_example_trains_both_twins_and_tables_their_class_scores(smoke, tmp_path):
+    """examples/conditional.sh --smoke on the smoke study's synthetic MNIST with label files added: the
+    conditional model samples 20 of each class, scored with its class accuracy; its twin without."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(smoke / "mnist", data)
+    for prefix in ("train", "t10k"):
+        write_idx(data / "mnist", f"{prefix}-labels-idx1-ubyte", np.arange(512) % 10)
+    result = example("conditional.sh", "--smoke", "--out", tmp_path / "c", cwd=tmp_path, data=data)
+    assert result.returncode == 0, result.stderr.decode()[-3000:]
+    conditional = json.loads((tmp_path / "c/scores/mlp-conditional.mnist.json").read_text())
+    assert conditional["asked_histogram"] == [20] * 10 and "class_accuracy" in conditional
+    assert "class_accuracy" not in json.loads((tmp_path / "c/scores/mlp.mnist.json").read_text())
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in (tmp_path / "conditional.md").read_text().splitlines()
+            if line.startswith("| ")}
+    assert rows["mlp-conditional"].split(" | ")[6].endswith("%") and rows["mlp"].split(" | ")[6] == ""  # accuracy
+    assert "not yet run" in rows["dcgan"] and (tmp_path / "c/grids/mlp-conditional-10x10.png").stat().st_size > 0

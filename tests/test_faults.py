@@ -52,7 +52,7 @@ def bad(tmp_path_factory):
     forged(d / "bad-config.safetensors", raw, lambda m: m["config"].update(z_dim="abc"))
     forged(d / "huge-config.safetensors", raw, lambda m: m["config"].update(g_hidden=[2**30]))
     tensors, meta = ckpt.decode(raw, "ok", "gan")
-    (d / "half-weights.safetensors").write_bytes(ckpt.encode({k: v.half() if k.startswith("G.") else v
+    (d / "half-weights.safetensors").write_bytes(ckpt.encode({k: v.half() if k.startswith(("G.", "G_ema.")) else v
                                                               for k, v in tensors.items()}, meta))
     forged(d / "future.safetensors", raw, lambda m: m.update(schema=99))
     forged(d / "no-epoch.safetensors", raw, lambda m: m.pop("epoch"))

@@ -178,6 +178,13 @@ def test_spectral_norm_bounds_every_discriminator_layer_and_resumes_bit_exactly(
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_spectral_norm_trains_under_the_gradient_penalty(tmp_path):
+    """The penalty's second pass through D updates the power iteration's u and v in place: the first
+    pass's graph must not see that change (it raised "modified by an inplace operation")."""
+    state = train(new_state(tiny_config("wgan-gp", spectral_norm=True)), synthetic_images(), tmp_path / "r")
+    assert state.epoch == 1 and all(torch.isfinite(p).all() for p in state.D.parameters())
+
+
 def test_r1_adds_gamma_over_2_times_the_squared_gradient_on_real_data():
     """With a linear D, v = w.x + b, grad_x D = w, so R1 = gamma/2 ||w||^2 and its gradient in w is gamma w:
     one SGD step with R1 moves w by an extra -lr gamma w, and nothing when gamma is 0."""

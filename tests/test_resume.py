@@ -131,11 +131,12 @@ def test_an_option_shared_by_commands_has_one_definition():
     """Same flag, same help everywhere, except the flags that mean several things (named here)."""
     import typer.main
 
-    outputs = ("samples", "interpolate's picture", "plot's figure", "calibrate's checkpoint")
+    outputs = ("samples", "interpolate's picture", "plot's figure", "calibrate's checkpoint", "export's generator")
     meanings = {"--seed": ("a run's seed", "a latent seed"), "--batch-size": ("a training step", "a network pass"),
                 "--precision": ("training numerics", "the Inception's"), "--output": outputs, "-o": outputs,
                 "-n": ("images to make", "images to compare", "images to calibrate on"),
-                "--runs": ("where runs go", "gan tune's study folder")}
+                "--runs": ("where runs go", "gan tune's study folder"),
+                "--class": ("the class sampled", "the class of every interpolated row")}
     helps: dict[str, set] = {}
     for command in typer.main.get_command(app).commands.values():
         for param in command.params:

@@ -14,17 +14,17 @@ PACKAGE = Path(gancli.__file__).parent
 LAYERS = [
     {"gancli._version", "gancli.errors", "gancli.divergences"},
     {"gancli.config"},
-    {"gancli.checkpoint", "gancli.distributed", "gancli.metrics", "gancli.quality", "gancli.models", "gancli.losses"},
+    {"gancli.checkpoint", "gancli.distributed", "gancli.metrics", "gancli.quality", "gancli.models", "gancli.losses", "gancli.augment"},
     {"gancli.streams", "gancli.runs"},
     {"gancli.data", "gancli.inference"},
     {"gancli.features", "gancli.calibration", "gancli.plots"},
-    {"gancli.sampling", "gancli.evaluation", "gancli.state"},
+    {"gancli.sampling", "gancli.evaluation", "gancli.state", "gancli.export"},
     {"gancli.resuming", "gancli.training"},
     {"gancli.api"},
     {"gancli.tuning"},
     {"gancli.cli._io", "gancli.cli.options"},
     {"gancli.cli.train", "gancli.cli.sample", "gancli.cli.filter", "gancli.cli.score", "gancli.cli.compare",
-     "gancli.cli.calibrate", "gancli.cli.runs", "gancli.cli.tune"},
+     "gancli.cli.calibrate", "gancli.cli.runs", "gancli.cli.tune", "gancli.cli.export"},
     {"gancli.cli", "gancli", "gancli.__main__"},
 ]
 TRAINING = {"gancli.training", "gancli.state", "gancli.resuming"}

@@ -3,7 +3,7 @@
 import typer
 
 from gancli._version import __version__
-from gancli.cli import calibrate, compare, runs, sample, score, train, tune
+from gancli.cli import calibrate, compare, export, runs, sample, score, train, tune
 from gancli.cli import filter as filter_cmd
 
 app = typer.Typer(
@@ -26,6 +26,7 @@ COMMANDS = [
     ("score", score.score),
     ("compare", compare.compare),
     ("calibrate", calibrate.calibrate),
+    ("export", export.export),
     ("runs", runs.runs_table),
     ("config", runs.show_config),
     ("plot", runs.plot),

@@ -17,12 +17,14 @@ import typer
 from gancli.cli._io import parse_floats, parse_ints
 from gancli.config import (
     ARCHS,
+    AUGMENTATIONS,
     CLASSIFIER_CLASSES,
     DEVICES,
     DIVERGENCES,
     DOMAIN_EVAL_EVERY,
     G_LOSSES,
     LR_DECAYS,
+    NEW_RUN_DEFAULTS,
     OBJECTIVE_DEFAULTS,
     OBJECTIVES,
     OPTIMIZERS,
@@ -88,8 +90,8 @@ PARALLEL_PANEL = "Several processes (torchrun --nproc-per-node N -m gancli train
 
 
 def _shown(value) -> str:
-    if isinstance(value, bool):
-        return "on" if value else "off"
+    if isinstance(value, bool) or value == "":
+        return "on" if value is True else "off"
     if isinstance(value, tuple):
         return ",".join(map(_shown, value))
     return f"{value:g}" if isinstance(value, float) else str(value)
@@ -102,7 +104,7 @@ def default_text(name: str) -> str:
         return (f"\\[default: {DOMAIN_EVAL_EVERY} on {' and '.join(CLASSIFIER_CLASSES)} data, "
                 f"else {_shown(TrainConfig.eval_every)}]")
     field = "lr_d" if name == "lr" else name
-    base = getattr(TrainConfig, field)
+    base = NEW_RUN_DEFAULTS.get(field, getattr(TrainConfig, field))
     others = [f"{objective} {_shown(OBJECTIVE_DEFAULTS[objective][field])}" for objective in OBJECTIVES
               if OBJECTIVE_DEFAULTS[objective].get(field, base) != base]
     return f"\\[default: {_shown(base)}{'; ' + ', '.join(others) if others else ''}]"
@@ -121,15 +123,19 @@ KNOBS: dict[str, Any] = dict([
     _knob("batch_size", int, "Images per training step.", min=1),
     _knob("seed", int, "Seed of the run's randomness (fixed when the run starts)."),
     _knob("precision", Literal[PRECISIONS], "fp32 or bf16 autocast: faster on CPUs with bf16, other numerics."),
-    _knob("sync_batch_norm", bool, "Under torchrun on GPUs: the DCGAN generator's batch norm over the global batch, not "
+    _knob("sync_batch_norm", bool, "Under torchrun on GPUs: a conv generator's batch norm over the global batch, not "
           "each process's part.", PARALLEL_PANEL),
-    _knob("arch", Literal[ARCHS], "mlp (100-256-512-1024-784) or dcgan.", ARCH_PANEL),
+    _knob("arch", Literal[ARCHS], "mlp (100-256-512-1024-784), dcgan (two strided convolutions each way) or infogan "
+          "(dcgan with a fully connected layer of 16 x --conv-width in G and D: Lucic et al. 2018's conv net).", ARCH_PANEL),
     _knob("z_dim", int, "Latent size.", ARCH_PANEL, min=1),
     _knob("g_hidden", str, "MLP generator widths.", ARCH_PANEL),
     _knob("d_hidden", str, "MLP discriminator widths.", ARCH_PANEL),
-    _knob("conv_width", int, "DCGAN base channels.", ARCH_PANEL, min=1),
+    _knob("conv_width", int, "Base channels of the conv nets (dcgan, infogan).", ARCH_PANEL, min=1),
     _knob("d_dropout", float, "Dropout in the discriminator, e.g. 0.3.", ARCH_PANEL, callback=must(lambda v: 0 <= v < 1, "in [0, 1)")),
     _knob("spectral_norm", bool, "Spectral normalisation of every D layer (Miyato et al. 2018).", ARCH_PANEL),
+    _knob("conditional", bool, "Class-conditional: G takes a learned embedding of a class, D projects on it (Miyato and "
+          "Koyama 2018); the labels come from the dataset's label files or a folder's class subfolders, and "
+          "`gan sample --class 7` draws a class.", ARCH_PANEL),
     _knob("div", Literal[DIVERGENCES], "f-divergence of fgan (on resume: switch to it, a child run).", OBJECTIVE_PANEL),
     _knob("alpha", float, "Order of --div alpha (not 0 or 1).", OBJECTIVE_PANEL),
     _knob("g_loss", Literal[G_LOSSES], "alternative (-E\\[g_f(v)]) or minimax.", OBJECTIVE_PANEL),
@@ -152,8 +158,16 @@ KNOBS: dict[str, Any] = dict([
     _knob("lr_decay", Literal[LR_DECAYS], "After the warm-up, decay lr to --lr-floor by the last epoch."),
     _knob("lr_floor", float, "The decayed lr's end, a fraction of --lr.", callback=must(lambda v: 0 <= v <= 1, "in [0, 1]")),
     _knob("ema", float, "Keep a moving average of G's weights with this decay, e.g. 0.999 (warm-up: min(BETA, "
-          "(1+t)/(10+t)) after t steps); sample, interpolate, grids and evaluation use it; 0 off.",
+          "(1+t)/(10+t)) after t steps); sample, interpolate, grids and evaluation use it; 0 off (the course's plain "
+          "generator).",
           callback=must(lambda v: 0 <= v < 1, "in [0, 1)")),
+    _knob("diffaug", str, f"DiffAugment (Zhao et al. 2020) of every image D sees, real and fake: a comma-separated list "
+          f"of {', '.join(AUGMENTATIONS)} (shifts of up to 1/8 of a side; a square of half a side blanked), e.g. "
+          "translation,cutout; \"\" off."),
+    _knob("top_k", float, "Top-k training (Sinha et al. 2020): G learns from the fraction of its fakes D scores "
+          "highest, annealed from 1 by --top-k-decay per epoch down to this; 1 off.",
+          callback=must(lambda v: 0 < v <= 1, "in (0, 1]")),
+    _knob("top_k_decay", float, "Factor per epoch of the top-k anneal.", callback=must(lambda v: 0 <= v <= 1, "in [0, 1]")),
     _knob("eval_every", int, "Score --eval-n fixed samples after every N-th epoch and the last: FID, precision, "
           "recall, class coverage on the features of the data's own classifier (MNIST's, Fashion-MNIST's) vs its "
           "test split, in log.jsonl; keeps best.safetensors; 0 off (KMNIST and image folders have no classifier).",

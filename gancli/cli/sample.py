@@ -33,9 +33,14 @@ def sample(
     mix: Annotated[bool, Opt("--mix", help="z = a z1 + (1-a) z2, a ~ U(0,1): precision up, recall down.")] = False,
     truncation: Annotated[float | None, Opt("--truncation", callback=POSITIVE,
         help="Draw latent components from N(0, 1) truncated to [-PSI, PSI]: precision up, recall down.")] = None,
+    klass: Annotated[str | None, Opt("--class", help="A conditional model's class to draw, by index or name "
+                                     "(7, Sandal) \\[default: every class in turn, as many of each].")] = None,
+    classes: Annotated[str | None, Opt("--classes", help="Several classes in turn, e.g. 0,3,7.")] = None,
+    per_class: Annotated[int | None, Opt("--per-class", min=1, help="This many of each class (replaces -n).")] = None,
     best: Best = False, raw_generator: RawGenerator = False, runs: Runs = None, device: Device = "auto",
 ):
-    """Generate images as a samples stream (stdout when piped), a .safetensors file or PNGs.
+    """Generate images as a samples stream (stdout when piped), a .safetensors file or PNGs. A
+    class-conditional model's samples carry the class each was drawn for (`labels`); its grid has a row per class.
 
     Examples:
       gan sample -n 10000 | gan score
@@ -43,12 +48,16 @@ def sample(
       gan sample runs/x -n 64 --reject-method drs -o pngs/ --grid grid.png
       gan sample -n 1000 --keep-top 0.5 > top.safetensors
       gan sample runs/x --best -n 10000 | gan score     # the run's best evaluated epoch
+      gan sample runs/cond --class 7 -n 100 -o sevens/  # a conditional run: "draw me a 7"
     """
     from rich.progress import Progress
 
     from gancli.api import sample as draw
-    from gancli.streams import SAMPLES_FILE, check_picture, save_png_grid
+    from gancli.streams import SAMPLES_FILE, check_picture, grid_images, save_png_grid
 
+    if klass is not None and classes is not None:
+        raise GancliError("--class and --classes exclude each other", "give one")
+    asked = (klass,) if klass is not None else tuple(classes.split(",")) if classes is not None else None
     dest = binary_output(output)
     if grid is not None:
         check_picture(grid, "--grid", (".png",))
@@ -56,13 +65,14 @@ def sample(
             raise GancliError(f"--grid {grid} is inside -o {dest}: the grid would mix with the images",
                               "put the grid beside the folder")
     with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
-        task = progress.add_task("sampling", total=n)
+        task = progress.add_task("sampling", total=None if per_class else n)  # --per-class: n is the model's classes
         samples = draw(checkpoint, n, seed, reject=reject, reject_method=reject_method, drs_percentile=drs_percentile,
                        keep_top=keep_top, max_draws=max_draws, mix=mix, truncation=truncation, best=best,
-                       raw_generator=raw_generator, runs=runs, batch_size=batch_size, device=device, notify=say,
-                       on_progress=lambda kept, drawn: progress.update(task, completed=min(kept, n)))
+                       raw_generator=raw_generator, runs=runs, batch_size=batch_size, device=device, classes=asked,
+                       per_class=per_class, notify=say,
+                       on_progress=lambda kept, drawn: progress.update(task, completed=kept))
     if grid:
-        save_png_grid(samples.images[:64], grid, nrow=8)
+        save_png_grid(grid_images(samples), grid, nrow=8)
     write_output(samples, dest)
 
 
@@ -77,6 +87,10 @@ def interpolate(
     reject: Reject = None,
     output: Annotated[str | None, Opt("-o", "--output",
         help="grid.png, anim.gif, frames.safetensors, - or a folder.")] = "interpolation.png",
+    klass: Annotated[str | None, Opt("--class", help="A conditional model's class, fixed on every row "
+                                     "\\[default: row i draws class i in turn].")] = None,
+    between_classes: Annotated[str | None, Opt("--between-classes", help="A conditional model's two classes, e.g. 3,8: "
+                                               "each row keeps one latent and moves from the first class to the second.")] = None,
     best: Best = False, raw_generator: RawGenerator = False, runs: Runs = None, device: Device = "auto",
 ):
     """Render latent interpolations: one row per pair of endpoints.
@@ -85,6 +99,7 @@ def interpolate(
       gan interpolate --pairs 8 --steps 10 -o grid.png
       gan interpolate --mode lerp --seeds 3,7,11 -o anim.gif
       gan interpolate --reject 0.6 -o - | gan score --features mnist
+      gan interpolate runs/cond --between-classes 3,8 -o three-to-eight.png
     """
     from gancli.api import interpolate as render
     from gancli.streams import PICTURES, check_picture, save_gif, save_png_grid
@@ -96,8 +111,9 @@ def interpolate(
     else:
         dest = binary_output(output)
     pair_seeds = parse_ints(seeds, "--seeds") if seeds else tuple(range(seed, seed + pairs))
+    pair = tuple(between_classes.split(",")) if between_classes is not None else None
     frames = render(checkpoint, pair_seeds, steps, mode=mode, reject=reject, best=best, raw_generator=raw_generator,
-                    runs=runs, device=device, notify=say)
+                    runs=runs, device=device, klass=klass, between_classes=pair, notify=say)
     if picture == ".png":
         save_png_grid(frames.images, dest, nrow=steps)
         say(f"wrote {len(pair_seeds)}x{steps} grid to {dest}")

@@ -30,6 +30,10 @@ def _table(result: dict) -> None:
         table.add_row("classes present", classes_text(result["classes_present"], result["classes_total"],
                                                       result["classes_missing"]))
         table.add_row("class KL from uniform", f"{result['class_kl']:.4f}")
+    if "class_accuracy" in result:  # labelled samples, on the reference's classifier
+        table.add_row("drawn class recognised", f"{result['class_accuracy']:.2%}")
+    if "intra_fid_mean" in result:
+        table.add_row("intra-class FID (mean)", f"{result['intra_fid_mean']:.4f}")
     Console(file=sys.stdout).print(table)
 
 

@@ -23,8 +23,9 @@ def _epoch_line(state, record: dict) -> str:
     if "fid" in record:
         parts.append(f"FID {record['fid']:.2f}{' (best)' if record['best'] else ''}, precision {record['precision']:.2f}, "
                      f"recall {record['recall']:.2f}, "
-                     f"{classes_text(record['classes_present'], record['classes_total'], record['classes_missing'])} "
-                     f"({record['eval_seconds']:.1f} s)")
+                     f"{classes_text(record['classes_present'], record['classes_total'], record['classes_missing'])}"
+                     + (f", {record['class_accuracy']:.0%} of the class asked" if "class_accuracy" in record else "")
+                     + f" ({record['eval_seconds']:.1f} s)")
     return f"epoch {record['epoch']}/{state.config.epochs}: {', '.join(parts)}"
 
 
@@ -141,8 +142,11 @@ def resume(checkpoint: Checkpoint = None, epochs: Epochs = None, until_epoch: Un
     per run; a killed process holds no lock).
 
     - Fixed when the run started, refused when different: the
-    architecture (--arch, --z-dim, widths, --d-dropout, --spectral-norm)
-    and --seed; --batch-size changes only between epochs.
+    architecture (--arch, --z-dim, widths, --d-dropout, --spectral-norm,
+    --conditional) and --seed; --batch-size changes only between epochs.
+
+    - An option not given keeps the checkpoint's value: the defaults
+    shown below are a new run's.
 
     - --epochs N trains N more; --until-epoch E until E in all. Default:
     an interrupted run finishes its configured epochs, a finished one

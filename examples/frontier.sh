@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# The frontier study: gancli's recipes against the best published numbers under the study's protocol
+# (10,000 samples, seed 1, from the moving average, against the 10,000 test images of the row's dataset,
+# TF-2015 Inception, grey tiled to 3 channels; the row's own classifier for class balance). Each row is
+# a `gan train --config` file in examples/frontier/recipes/ (a seed repeat, `ROW-seedK`, adds --seed K),
+# trained, sampled and scored; the ablation rows (`ablation-...`) train a recipe at its search's budget
+# with one technique changed. Writes examples/frontier.md.
+#
+# Restartable: a step whose output exists (and is newer than its input) is skipped, and a training
+# interrupted at any moment is continued bit-exactly by `gan resume`. Run it again after any stop.
+#
+#   export GANCLI_DATA=../shared/data              # mnist/, fashion-mnist/ (and the `inception` extra)
+#   examples/frontier.sh                           # every row: days on 2 CPU cores, so in workers:
+#   OMP_NUM_THREADS=1 examples/frontier.sh mnist-conv mnist-conv-seed1 &     # two workers, one core each
+#   OMP_NUM_THREADS=1 examples/frontier.sh mnist-mlp mnist-mlp-wgan-clip
+#   examples/frontier.sh --list                    # the rows (a Slurm array takes them by index)
+#   examples/frontier.sh --table                   # only rewrite examples/frontier.md from what is there
+#   examples/frontier.sh --search mnist-conv --trials 30   # gan tune on examples/frontier/spaces/mnist-conv.toml:
+#                                                  # its study in DIR/search/mnist-conv/study.journal (continued
+#                                                  # where it stopped), its trials on the page
+#   examples/frontier.sh --smoke --out /tmp/f      # CI-sized: 1 epoch, tiny nets, 256 images, classifier only
+#
+# ROW...: only these rows; default: all. Options: -n N (images per sample), --inception-n M (<= N; 0 skips
+# the Inception), --inception-precision auto|fp32|bf16, --out DIR (default examples/frontier),
+# --results FILE (default DIR/../frontier.md), --smoke, --search TARGET with --trials N (the study's
+# total, default 30) and --workers W.
+set -euo pipefail
+
+N=10000 INCEPTION_N=10000 PRECISION=auto OUT=examples/frontier RESULTS= DRAWS=1 SMOKE=0 SEARCH= TRIALS=30 WORKERS=1
+RECIPES=$(dirname "$0")/frontier/recipes SPACES=$(dirname "$0")/frontier/spaces
+# ROW RECIPE [OPTIONS...]: what each row trains; its target (mnist-conv, ...) is its name less -seedK
+ROWS=(
+    "mnist-conv mnist-conv"
+    "mnist-conv-seed1 mnist-conv --seed 1"
+    "mnist-conv-seed2 mnist-conv --seed 2"
+    "mnist-mlp mnist-mlp"
+    "mnist-mlp-seed1 mnist-mlp --seed 1"
+    "mnist-mlp-seed2 mnist-mlp --seed 2"
+    "fashion-conv fashion-conv"
+    "fashion-conv-seed1 fashion-conv --seed 1"
+    "fashion-conv-seed2 fashion-conv --seed 2"
+    "mnist-mlp-wgan-clip mnist-mlp-wgan-clip"
+    "mnist-mlp-wgan-clip-seed1 mnist-mlp-wgan-clip --seed 1"
+    "mnist-mlp-wgan-clip-seed2 mnist-mlp-wgan-clip --seed 2"
+    # the ablation, at the searches' 20 epochs: the conv recipe, then each of its techniques off in turn
+    "ablation-mnist-conv mnist-conv --epochs 20"
+    "ablation-mnist-conv-dcgan mnist-conv --epochs 20 --arch dcgan"
+    "ablation-mnist-conv-no-diffaug mnist-conv --epochs 20 --diffaug="
+    "ablation-mnist-conv-no-ema mnist-conv --epochs 20 --ema 0"
+    "ablation-mnist-conv-top-k mnist-conv --epochs 20 --top-k 0.5 --top-k-decay 0.9"
+)
+SELECTED=() LIST=0 TABLE=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --list) LIST=1 ;;
+        --table) TABLE=1 ;;
+        --smoke) SMOKE=1 N=256 INCEPTION_N=0 ;;
+        -n) N=$2; shift ;;
+        --inception-n) INCEPTION_N=$2; shift ;;
+        --inception-precision) PRECISION=$2; shift ;;
+        --out) OUT=$2; shift ;;
+        --results) RESULTS=$2; shift ;;
+        --search) SEARCH=$2; shift
+                  [ -f "$SPACES/$SEARCH.toml" ] || { echo "frontier.sh: no search space $SPACES/$SEARCH.toml" >&2; exit 2; } ;;
+        --trials) TRIALS=$2; shift ;;
+        --workers) WORKERS=$2; shift ;;
+        -h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        -*) echo "frontier.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+        *) printf '%s\n' "${ROWS[@]}" | grep -q "^$1 " || { echo "frontier.sh: unknown row $1 (see --list)" >&2; exit 2; }
+           SELECTED+=("$1") ;;
+    esac
+    shift
+done
+if [ "$LIST" = 1 ]; then printf '%s\n' "${ROWS[@]}" | cut -d' ' -f1; exit 0; fi
+if [ ${#SELECTED[@]} -eq 0 ]; then
+    mapfile -t SELECTED < <(printf '%s\n' "${ROWS[@]}" | cut -d' ' -f1)
+    [ "$SMOKE" = 1 ] && SELECTED=(mnist-conv ablation-mnist-conv-no-diffaug mnist-mlp-wgan-clip)
+fi
+RESULTS=${RESULTS:-$(dirname "$OUT")/frontier.md}
+RUNS=$OUT/runs
+# the smoke variant: every recipe at 1 epoch with networks small enough for a test
+SMOKE_OPTIONS=(--epochs 1 --conv-width 4 --g-hidden 32 --d-hidden 32 --eval-n 64)
+mkdir -p "$OUT"/{runs,samples,scores,grids,times}
+# shellcheck source=examples/lib.sh
+. "$(dirname "$0")/lib.sh"
+
+# the dataset of a recipe (its `data` key): its test split is the reference, its classifier the features
+dataset() { sed -n 's/^data = "\([^"]*\)".*/\1/p' "$RECIPES/$1.toml"; }
+
+# ROW: trained to the recipe's epochs (or the row's --epochs), sampled, scored on the Inception and the
+# dataset's classifier
+run_row() {
+    local row=$1 recipe options epochs data
+    read -r _ recipe options <<< "$(printf '%s\n' "${ROWS[@]}" | grep "^$row ")"
+    read -ra options <<< "${options:-}"
+    [ "$SMOKE" = 1 ] && options+=("${SMOKE_OPTIONS[@]}")
+    epochs=$(sed -n 's/^epochs = //p' "$RECIPES/$recipe.toml")
+    for ((i = 0; i < ${#options[@]}; i++)); do [ "${options[i]}" = --epochs ] && epochs=${options[i + 1]}; done
+    train "$row" "$epochs" train --config "$RECIPES/$recipe.toml" "${options[@]}"
+    [ -f "$RUNS/$row/checkpoint.safetensors" ] || return 0
+    sample "$row" "$row"
+    data=$(dataset "$recipe")
+    REF=$data:test score "$row" "$data"
+    [ "$INCEPTION_N" -gt 0 ] && REF=$data:test score "$row" inception "$INCEPTION_N"
+    return 0
+}
+
+# the real-data floor of a dataset on the Inception: its first N training images against its test split
+floor() {
+    local data=$1 json=$OUT/scores/real-floor-$1.inception.json
+    [ "$INCEPTION_N" -gt 0 ] && [ ! -f "$json" ] || return 0
+    say "real-data floor: $data train against $data test"
+    gan score "$data" --ref "$data:test" --features inception -n "$INCEPTION_N" --precision "$PRECISION" --json > "$json.partial"
+    mv "$json.partial" "$json"
+}
+
+report() {
+    python "$(dirname "$0")/frontier_table.py" "$OUT" "$RESULTS" --recipes "$RECIPES" --spaces "$SPACES" -n "$N" \
+        --inception-n "$INCEPTION_N" $(printf '%s\n' "${ROWS[@]}" | cut -d' ' -f1)
+}
+
+# TARGET's search: gan tune on its space, the study in a journal file (text: committed with the page,
+# so that a fresh clone continues it), the trials' runs beside it
+search() {
+    local dir=$OUT/search/$1 storage
+    storage=(--storage "$OUT/search/$1/study.journal" --runs "$OUT/search/$1/runs" --plot "$OUT/search/$1/tune.png")
+    mkdir -p "$dir"
+    say "$1: searching, $TRIALS trials in all"
+    gan tune "$SPACES/$1.toml" --trials "$TRIALS" --workers "$WORKERS" "${storage[@]}" > /dev/null
+    gan tune "$SPACES/$1.toml" --show "${storage[@]}" --json > "$dir/study.json"
+    cp "$dir/runs/BEST.toml" "$dir/BEST.toml" 2>/dev/null || true
+}
+
+if [ "$TABLE" = 1 ]; then report; exit 0; fi
+if [ -n "$SEARCH" ]; then search "$SEARCH"; report; exit 0; fi
+for row in "${SELECTED[@]}"; do
+    run_row "$row"
+    case $row in fashion-*) floor fashion-mnist ;; *) floor mnist ;; esac
+    report
+done
+say "wrote $RESULTS"
