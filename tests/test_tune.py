@@ -162,8 +162,10 @@ def test_ctrl_c_saves_the_running_trial_and_the_next_tune_resumes_it(mnist_dir, 
     space = user_shell / "space.toml"
     space.write_text(space_text("ema = [0.0, 0.9]\n", TINY_SPACE.replace("epochs = 3", "epochs = 120")))
     command = [sys.executable, "-m", "gancli", "tune", "space.toml", "--trials", "1", "--device", "cpu"]
+    # SIGINT as a terminal's: a suite started in the background (`... &`) would hand its ignored SIGINT down
     process = subprocess.Popen(command, cwd=user_shell, env=gan_env(user_shell, GANCLI_DATA=str(mnist_dir)),
-                               stderr=subprocess.PIPE, start_new_session=True)
+                               stderr=subprocess.PIPE, start_new_session=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = b""
     while b"epoch 2/120" not in seen:
         line = process.stderr.readline()
