@@ -14,7 +14,7 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from tune_table import search_lines
+from tune_table import search_lines, space_epochs
 
 
 @dataclass(frozen=True)
@@ -112,9 +112,8 @@ def search_section(folder: Path, space: Path, page: Path) -> list[str]:
     study = read_json(folder / "study.json")
     if study is None:
         return []
-    per_trial = int(next(line.split("=")[1] for line in space.read_text().splitlines() if line.startswith("epochs")))
     return ["", f"## Search: {folder.name} ([{os.path.relpath(space, page)}]({os.path.relpath(space, page)}))", "",
-            *search_lines(study, per_trial, os.path.relpath(folder, page))]
+            *search_lines(study, space_epochs(space), os.path.relpath(folder, page))]
 
 
 def main() -> None:

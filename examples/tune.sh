@@ -63,10 +63,9 @@ from pathlib import Path
 
 out, results, space, epochs, asked = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
 sys.path.insert(0, sys.argv[6])
-from tune_table import search_lines  # noqa: E402
+from tune_table import search_lines, space_epochs  # noqa: E402
 
 study = json.loads((out / "study.json").read_text())
-per_trial = int(next(line.split("=")[1] for line in Path(space).read_text().splitlines() if line.startswith("epochs")))
 lines = [
     "# gan tune: the course MLP on MNIST",
     "",
@@ -78,7 +77,7 @@ lines = [
     Path(space).read_text().strip(),
     "```",
     "",
-    *search_lines(study, per_trial, os.path.relpath(out, results.parent), asked),
+    *search_lines(study, space_epochs(Path(space)), os.path.relpath(out, results.parent), asked),
 ]
 best = study["best"]
 scores = {k: out / "scores" / f"best.{k}.json" for k in ("inception", "mnist")}

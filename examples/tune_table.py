@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+
+def space_epochs(space: Path) -> int:
+    """A space file's epochs a trial (its shared `epochs = N`)."""
+    return int(next(line.split("=")[1] for line in space.read_text().splitlines() if line.startswith("epochs")))
+
 
 def search_lines(study: dict, per_trial: int, folder: str, asked: int | None = None) -> list[str]:
     """The compute it saved, a line per trial and the best trial, whose BEST.toml and tune.png are in `folder`

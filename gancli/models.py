@@ -60,6 +60,7 @@ class Projection(nn.Module):
 
     def __init__(self, features: int, n_classes: int):
         super().__init__()
+        self.n_classes = n_classes
         self.embed = nn.Linear(n_classes, features, bias=False) if n_classes else None
 
     def forward(self, net: nn.Sequential, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
@@ -68,11 +69,6 @@ class Projection(nn.Module):
             return net(x).squeeze(1)
         phi = net[:-1](x)
         return net[-1](phi).squeeze(1) + (self.embed(class_weights(y, self.n_classes).to(phi.dtype)) * phi).sum(1)
-
-    @property
-    def n_classes(self) -> int:
-        layer = getattr(self.embed, "layer", self.embed)  # under --spectral-norm, the wrapped Linear
-        return layer.in_features
 
 
 class MLPGenerator(nn.Module):
