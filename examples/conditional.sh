@@ -4,13 +4,15 @@
 # conditional ones 1,000 of each class), scored with the Inception (10,000 vs the 10,000 test images of
 # its dataset) and with the dataset's classifier (class accuracy on the class asked, intra-class FID,
 # class KL), its training speed, and a 10 x 10 grid of each conditional model (a row per class).
-# Writes examples/conditional.md and its pictures in examples/conditional/grids/.
+# Writes examples/conditional.md, its pictures in examples/conditional/grids/ and each run's per-epoch
+# log in examples/conditional/logs/ (committed, so the table is rebuilt from a fresh clone).
 #
 # Restartable: a step whose output exists (and is newer than its input) is skipped, and a training
 # interrupted at any moment is continued bit-exactly by `gan resume`. Run it again after any stop.
 #
 #   export GANCLI_DATA=../shared/data              # mnist/, fashion-mnist/ (and the `inception` extra)
-#   examples/conditional.sh                        # every model: about 4 hours on 2 CPU cores
+#   examples/conditional.sh                        # every model: about 5 hours at OMP_NUM_THREADS=1; two
+#                                                  # invocations naming different models share 2 cores
 #   examples/conditional.sh mlp-conditional mlp    # only these (--list names them)
 #   examples/conditional.sh --smoke --out /tmp/c   # CI-sized: 1 epoch, tiny networks, the classifier only
 #
@@ -20,12 +22,14 @@
 set -euo pipefail
 
 EPOCHS=30 N=10000 INCEPTION_N=10000 OUT=examples/conditional RESULTS= DRAWS=1 PRECISION=auto SMOKE=0 LIST=0
-# MODEL DATASET OPTIONS...: the course MLP and the DCGAN on MNIST, the DCGAN on Fashion-MNIST, each twice
+# MODEL DATASET OPTIONS...: the course MLP and the DCGAN on MNIST and on Fashion-MNIST, each twice
 MODELS=(
     "mlp-conditional mnist --conditional"
     "mlp mnist"
     "dcgan-conditional mnist --arch dcgan --conditional"
     "dcgan mnist --arch dcgan"
+    "fashion-mlp-conditional fashion-mnist --conditional"
+    "fashion-mlp fashion-mnist"
     "fashion-dcgan-conditional fashion-mnist --arch dcgan --conditional"
     "fashion-dcgan fashion-mnist --arch dcgan"
 )
@@ -54,7 +58,7 @@ fi
 RESULTS=${RESULTS:-$(dirname "$OUT")/conditional.md}
 RUNS=$OUT/runs
 SMOKE_OPTIONS=(--z-dim 8 --g-hidden 32 --d-hidden 32 --conv-width 4 --eval-n 64)
-mkdir -p "$OUT"/{runs,samples,scores,grids,times}
+mkdir -p "$OUT"/{runs,samples,scores,grids,times,logs}
 # shellcheck source=examples/lib.sh
 . "$(dirname "$0")/lib.sh"
 
@@ -64,6 +68,7 @@ for model in "${SELECTED[@]}"; do
     [ "$SMOKE" = 1 ] && options+=("${SMOKE_OPTIONS[@]}")
     train "$model" "$EPOCHS" train vanilla --data "$data" --ema 0.999 "${options[@]}" --epochs "$EPOCHS"
     [ -f "$RUNS/$model/checkpoint.safetensors" ] || continue
+    cp "$RUNS/$model/log.jsonl" "$OUT/logs/$model.jsonl"
     case $model in
         *-conditional)
             sample "$model" "$model" --per-class $(( N / 10 ))
@@ -101,7 +106,7 @@ lines = [
     "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
 ]
 for model in models:
-    log = out / "runs" / model / "log.jsonl"
+    log = out / "logs" / f"{model}.jsonl"
     if not log.is_file():
         lines.append(f"| {model} | not yet run | | | | | | | |")
         continue

@@ -237,3 +237,7 @@ def test_conditional_example_trains_both_twins_and_tables_their_class_scores(smo
             if line.startswith("| ")}
     assert rows["mlp-conditional"].split(" | ")[6].endswith("%") and rows["mlp"].split(" | ")[6] == ""  # accuracy
     assert "not yet run" in rows["dcgan"] and (tmp_path / "c/grids/mlp-conditional-10x10.png").stat().st_size > 0
+    # the table reads the committed copy of each run's log, so a fresh clone (no runs/) rebuilds it
+    log = (tmp_path / "c/logs/mlp-conditional.jsonl").read_text()
+    assert log == (tmp_path / "c/runs/mlp-conditional/log.jsonl").read_text()
+    assert rows["mlp-conditional"].split(" | ")[-1].startswith(f"{json.loads(log.splitlines()[-1])['images_per_s']:,.0f}")
