@@ -58,7 +58,7 @@ fi
 RESULTS=${RESULTS:-$(dirname "$OUT")/conditional.md}
 RUNS=$OUT/runs
 SMOKE_OPTIONS=(--z-dim 8 --g-hidden 32 --d-hidden 32 --conv-width 4 --eval-n 64)
-mkdir -p "$OUT"/{runs,samples,scores,grids,times,logs}
+mkdir -p "$OUT"/{runs,samples,scores,grids,times}
 # shellcheck source=examples/lib.sh
 . "$(dirname "$0")/lib.sh"
 
@@ -68,7 +68,7 @@ for model in "${SELECTED[@]}"; do
     [ "$SMOKE" = 1 ] && options+=("${SMOKE_OPTIONS[@]}")
     train "$model" "$EPOCHS" train vanilla --data "$data" --ema 0.999 "${options[@]}" --epochs "$EPOCHS"
     [ -f "$RUNS/$model/checkpoint.safetensors" ] || continue
-    cp "$RUNS/$model/log.jsonl" "$OUT/logs/$model.jsonl"
+    keep_log "$model"
     case $model in
         *-conditional)
             sample "$model" "$model" --per-class $(( N / 10 ))

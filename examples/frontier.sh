@@ -4,7 +4,8 @@
 # TF-2015 Inception, grey tiled to 3 channels; the row's own classifier for class balance). Each row is
 # a `gan train --config` file in examples/frontier/recipes/ (a seed repeat, `ROW-seedK`, adds --seed K),
 # trained, sampled and scored; the ablation rows (`ablation-...`) train a recipe at its search's budget
-# with one technique changed. Writes examples/frontier.md.
+# with one technique changed. Writes examples/frontier.md (each row's per-epoch log kept in
+# examples/frontier/logs/, committed, which its table reads).
 #
 # Restartable: a step whose output exists (and is newer than its input) is skipped, and a training
 # interrupted at any moment is continued bit-exactly by `gan resume`. Run it again after any stop.
@@ -98,6 +99,7 @@ run_row() {
     for ((i = 0; i < ${#options[@]}; i++)); do [ "${options[i]}" = --epochs ] && epochs=${options[i + 1]}; done
     train "$row" "$epochs" train --config "$RECIPES/$recipe.toml" "${options[@]}"
     [ -f "$RUNS/$row/checkpoint.safetensors" ] || return 0
+    keep_log "$row"
     sample "$row" "$row"
     data=$(dataset "$recipe")
     REF=$data:test score "$row" "$data"

@@ -48,7 +48,7 @@ def read_json(path: Path) -> dict | None:
 
 
 def run_log(out: Path, row: str) -> list[dict]:
-    log = out / "runs" / row / "log.jsonl"
+    log = out / "logs" / f"{row}.jsonl"  # frontier.sh's committed copy of the run's log
     return [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.is_file() else []
 
 

@@ -35,6 +35,13 @@ train() {
     [ "$status" -le 1 ] || exit "$status"
 }
 
+# keep_log NAME: a copy of RUNS/NAME/log.jsonl as OUT/logs/NAME.jsonl, which git keeps (runs/ it ignores),
+# so that a table that reads it is rebuilt in a fresh clone that trains only some of its rows
+keep_log() {
+    mkdir -p "$OUT/logs"
+    cp "$RUNS/$1/log.jsonl" "$OUT/logs/$1.jsonl"
+}
+
 # sample ROW SOURCE SAMPLE-ARGS...: N images to samples/ROW.safetensors (written atomically) from
 # SOURCE, a run of RUNS or a checkpoint file under it. A model whose discriminator rejects (nearly)
 # every draw gets samples/ROW.failed, which the table reports.

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -214,6 +215,10 @@ def test_frontier_smoke_trains_scores_and_tables_each_target_and_restarts(smoke,
     again = example("frontier.sh", "--smoke", "--out", out, cwd=tmp_path, data=smoke / "mnist")
     assert again.returncode == 0 and [line for line in again.stderr.decode().splitlines() if line.startswith("==")] == \
         [f"== wrote {tmp_path / 'frontier.md'}"]
+    # a fresh clone has no runs/ (git ignores them): the table, rebuilt, keeps each scored row from its committed log
+    shutil.rmtree(out / "runs")
+    assert example("frontier.sh", "--smoke", "--table", "--out", out, cwd=tmp_path, data=smoke / "mnist").returncode == 0
+    assert (tmp_path / "frontier.md").read_text() == page
     listed = example("frontier.sh", "--list", cwd=tmp_path, data=smoke / "mnist").stdout.decode().split()
     assert "mnist-conv-seed2" in listed and "ablation-mnist-conv-no-ema" in listed
     assert example("frontier.sh", "nothing", cwd=tmp_path, data=smoke / "mnist").returncode == 2
@@ -222,8 +227,6 @@ def test_frontier_smoke_trains_scores_and_tables_each_target_and_restarts(smoke,
 def test_conditional_example_trains_both_twins_and_tables_their_class_scores(smoke, tmp_path):
     """examples/conditional.sh --smoke on the smoke study's synthetic MNIST with label files added: the
     conditional model samples 20 of each class, scored with its class accuracy; its twin without."""
-    import shutil
-
     data = tmp_path / "data"
     shutil.copytree(smoke / "mnist", data)
     for prefix in ("train", "t10k"):
