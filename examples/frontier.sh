@@ -3,9 +3,10 @@
 # (10,000 samples, seed 1, from the moving average, against the 10,000 test images of the row's dataset,
 # TF-2015 Inception, grey tiled to 3 channels; the row's own classifier for class balance). Each row is
 # a `gan train --config` file in examples/frontier/recipes/ (a seed repeat, `ROW-seedK`, adds --seed K),
-# trained, sampled and scored; the ablation rows (`ablation-...`) train a recipe at its search's budget
-# with one technique changed. Writes examples/frontier.md (each row's per-epoch log kept in
-# examples/frontier/logs/, committed, which its table reads).
+# trained, sampled and scored, and scored again through calibrated DRS (`ROW+drs`: `gan calibrate` on the
+# first N test images, then discriminator rejection sampling); the ablation rows (`ablation-...`) train a
+# recipe at its search's budget with one technique changed. Writes examples/frontier.md (each row's
+# per-epoch log kept in examples/frontier/logs/, committed, which its table reads).
 #
 # Restartable: a step whose output exists (and is newer than its input) is skipped, and a training
 # interrupted at any moment is continued bit-exactly by `gan resume`. Run it again after any stop.
@@ -27,7 +28,7 @@
 # total, default 30) and --workers W.
 set -euo pipefail
 
-N=10000 INCEPTION_N=10000 PRECISION=auto OUT=examples/frontier RESULTS= DRAWS=1 SMOKE=0 SEARCH= TRIALS=30 WORKERS=1
+N=10000 INCEPTION_N=10000 PRECISION=auto OUT=examples/frontier RESULTS= DRAWS=100 SMOKE=0 SEARCH= TRIALS=30 WORKERS=1
 RECIPES=$(dirname "$0")/frontier/recipes SPACES=$(dirname "$0")/frontier/spaces
 # ROW RECIPE [OPTIONS...]: what each row trains; its target (mnist-conv, ...) is its name less -seedK
 ROWS=(
@@ -49,6 +50,8 @@ ROWS=(
     "ablation-mnist-conv-no-diffaug mnist-conv --epochs 20 --diffaug="
     "ablation-mnist-conv-no-ema mnist-conv --epochs 20 --ema 0"
     "ablation-mnist-conv-top-k mnist-conv --epochs 20 --top-k 0.5 --top-k-decay 0.9"
+    # the MLP recipe with top-k training (Sinha et al. 2020's anneal, 0.99 an epoch down to 0.5), at its 100 epochs
+    "ablation-mnist-mlp-top-k mnist-mlp --top-k 0.5 --top-k-decay 0.99"
 )
 SELECTED=() LIST=0 TABLE=0
 while [ $# -gt 0 ]; do
@@ -89,7 +92,7 @@ mkdir -p "$OUT"/{runs,samples,scores,grids,times}
 dataset() { sed -n 's/^data = "\([^"]*\)".*/\1/p' "$RECIPES/$1.toml"; }
 
 # ROW: trained to the recipe's epochs (or the row's --epochs), sampled, scored on the Inception and the
-# dataset's classifier
+# dataset's classifier; a target's row (not an ablation) also sampled and scored through calibrated DRS
 run_row() {
     local row=$1 recipe options epochs data
     read -r _ recipe options <<< "$(printf '%s\n' "${ROWS[@]}" | grep "^$row ")"
@@ -100,11 +103,20 @@ run_row() {
     train "$row" "$epochs" train --config "$RECIPES/$recipe.toml" "${options[@]}"
     [ -f "$RUNS/$row/checkpoint.safetensors" ] || return 0
     keep_log "$row"
-    sample "$row" "$row"
     data=$(dataset "$recipe")
-    REF=$data:test score "$row" "$data"
-    [ "$INCEPTION_N" -gt 0 ] && REF=$data:test score "$row" inception "$INCEPTION_N"
-    return 0
+    local REF=$data:test
+    sample "$row" "$row"
+    score_both "$row" "$data"
+    case $row in ablation-*) return 0 ;; esac
+    calibrate "$row"
+    sample "$row+drs" "$row/checkpoint-calibrated.safetensors" --reject-method drs
+    score_both "$row+drs" "$data"
+}
+
+# ROW DATA: ROW's samples scored on DATA's classifier and (unless --inception-n 0) the Inception, against REF
+score_both() {
+    score "$1" "$2"
+    [ "$INCEPTION_N" -eq 0 ] || score "$1" inception "$INCEPTION_N"
 }
 
 # the real-data floor of a dataset on the Inception: its first N training images against its test split

@@ -58,7 +58,8 @@ def hours(out: Path, row: str) -> float:
 
 
 def classifier_of(out: Path, row: str) -> dict | None:
-    found = [read_json(p) for p in sorted((out / "scores").glob(f"{row}.*.json")) if not p.name.endswith(".inception.json")]
+    """ROW's scores on its dataset's classifier (scores/ROW.DATA.json, beside its Inception and calibration files)."""
+    found = [s for p in sorted((out / "scores").glob(f"{row}.*.json")) if (s := read_json(p)).get("extractor", "").endswith("-classifier")]
     return found[0] if found else None
 
 
@@ -66,13 +67,16 @@ def mean_std(values: list[float]) -> str:
     return f"{values[0]:.2f}" if len(values) == 1 else f"{statistics.mean(values):.2f} +- {statistics.stdev(values):.2f}"
 
 
-def target_line(out: Path, name: str, target: Target, rows: list[str]) -> str:
-    """The target's line: its trained rows' scores, averaged; the verdict on the Inception's."""
-    rows = [r for r in rows if run_log(out, r) and (read_json(out / "scores" / f"{r}.inception.json") or classifier_of(out, r))]
+def target_line(out: Path, name: str, target: Target, rows: list[str], sampling: str = "") -> str:
+    """The target's line for a way of sampling ("" or frontier.sh's "+drs"): its trained rows' scores,
+    averaged; the verdict on the Inception's."""
+    name += sampling
+    rows = [r for r in rows if run_log(out, r) and (read_json(out / "scores" / f"{r}{sampling}.inception.json")
+                                                    or classifier_of(out, r + sampling))]
     if not rows:
         return f"| {name} | {target.bar} | 0 | | | | | | | | not yet run | {target.anchors} |"
-    inception = [s for r in rows if (s := read_json(out / "scores" / f"{r}.inception.json"))]
-    classes = [c for r in rows if (c := classifier_of(out, r))]
+    inception = [s for r in rows if (s := read_json(out / "scores" / f"{r}{sampling}.inception.json"))]
+    classes = [c for r in rows if (c := classifier_of(out, r + sampling))]
     mean = lambda found, key: statistics.mean(s[key] for s in found)
     if len(inception) == len(rows):
         fid = statistics.mean(s["fid"] for s in inception)
@@ -134,16 +138,18 @@ def main() -> None:
         f"the recipe keeps one) against the first {inception_n} test images of the row's dataset, TF-2015 Inception "
         f"pool3 (bf16 autocast on CPUs that have it), grey tiled to 3 channels; classifier FID and class balance from "
         f"{n} samples against as many test images on the dataset's own classifier (class KL: KL(histogram || "
-        "uniform)). A target is met when the mean over its 3 training seeds meets every bar; a target with fewer "
-        "seeds so far says so.",
+        "uniform)). `+drs`: the same runs sampled through discriminator rejection sampling (Azadi et al. 2019) "
+        "after `gan calibrate` on the first N test images. A target is met when the mean over its 3 training seeds "
+        "meets every bar; a target with fewer seeds so far says so.",
         "",
         "| target | bar | seeds | Inception FID | precision | recall | classifier FID | class KL | epochs | hours / seed | met "
         "| anchors |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
-        *(target_line(out, name, target, [r for r in args.rows if SEED.sub("", r) == name]) for name, target in TARGETS.items()),
+        *(target_line(out, name, target, [r for r in args.rows if SEED.sub("", r) == name], sampling)
+          for name, target in TARGETS.items() for sampling in ("", "+drs")),
         *("\n" + floor_line(path) for path in sorted((out / "scores").glob("real-floor-*.inception.json"))),
         "", "## The ablation", "",
-        "Each row trains a recipe at the searches' budget with one change (frontier.sh's ROWS say which).",
+        "Each row trains a recipe with one change (frontier.sh's ROWS say which, and the epochs where they are not the recipe's).",
         "", "| row | Inception FID | precision | recall | classifier FID | class KL | epochs | hours |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
         *(ablation_line(out, row) for row in args.rows if row.startswith("ablation-")),

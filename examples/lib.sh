@@ -61,13 +61,13 @@ sample() {
     fi
 }
 
-# calibrate MODEL: RUNS/MODEL/checkpoint-calibrated.safetensors (`gan calibrate` on N held-out MNIST
-# test images), its calibration errors in scores/MODEL.calibration.json
+# calibrate MODEL: RUNS/MODEL/checkpoint-calibrated.safetensors (`gan calibrate` on the first N images of
+# REF, default mnist:test, never trained on), its calibration errors in scores/MODEL.calibration.json
 calibrate() {
     local run=$RUNS/$1
     fresh "$run/checkpoint-calibrated.safetensors" "$run/checkpoint.safetensors" && return
     say "$1: calibrating"
-    gan calibrate "$run" -n "$N" --json > "$OUT/scores/$1.calibration.json.partial"
+    gan calibrate "$run" --ref "${REF:-mnist:test}" -n "$N" --json > "$OUT/scores/$1.calibration.json.partial"
     mv "$OUT/scores/$1.calibration.json.partial" "$OUT/scores/$1.calibration.json"
 }
 

@@ -196,20 +196,24 @@ def test_fashion_example_trains_evaluates_and_scores_on_fashion_alone(tmp_path):
 
 def test_frontier_smoke_trains_scores_and_tables_each_target_and_restarts(smoke, tmp_path):
     """examples/frontier.sh --smoke: each recipe file trains (the conv recipe, its ablation without DiffAugment
-    and the WGAN-clip one), is sampled from its moving average and scored on the MNIST classifier; the page
-    holds a line per target and per ablation row and the recipes; a second run redoes nothing."""
+    and the WGAN-clip one), is sampled from its moving average and scored on the MNIST classifier, a target's
+    row also through calibrated DRS; the page holds a line per target and way of sampling, per ablation row,
+    and the recipes; a second run redoes nothing."""
     out = tmp_path / "f"
     result = example("frontier.sh", "--smoke", "--out", out, cwd=tmp_path, data=smoke / "mnist")
     assert result.returncode == 0, result.stderr.decode()[-3000:]
-    for row in ("mnist-conv", "ablation-mnist-conv-no-diffaug", "mnist-mlp-wgan-clip"):
+    for row in ("mnist-conv", "mnist-conv+drs", "ablation-mnist-conv-no-diffaug", "mnist-mlp-wgan-clip", "mnist-mlp-wgan-clip+drs"):
         scores = json.loads((out / "scores" / f"{row}.mnist.json").read_text())
         assert scores["extractor"] == "mnist-classifier" and scores["n_generated"] == 256
+    calibration = json.loads((out / "scores" / "mnist-mlp-wgan-clip.calibration.json").read_text())
+    assert calibration["n"] == 256 and not (out / "scores" / "ablation-mnist-conv-no-diffaug+drs.mnist.json").exists()
     conv, ablated = (read_header(out / "runs" / row / "checkpoint.safetensors").config
                      for row in ("mnist-conv", "ablation-mnist-conv-no-diffaug"))
     assert (conv.arch, conv.diffaug, conv.ema) == ("infogan", "translation", 0.999) and ablated.diffaug == ""
     page = (tmp_path / "frontier.md").read_text()
     lines = {line.split(" | ")[0].lstrip("| "): line for line in page.splitlines() if line.startswith("| ")}
     assert "no Inception score yet" in lines["mnist-conv"] and "not yet run" in lines["fashion-conv"]
+    assert lines["mnist-conv+drs"].split(" | ")[6] != lines["mnist-conv"].split(" | ")[6] != ""  # its own classifier FID
     assert lines["ablation-mnist-conv-no-diffaug"].split(" | ")[4] != "" and "not yet run" in lines["ablation-mnist-conv-top-k"]
     assert page.count("```toml") == 4
     again = example("frontier.sh", "--smoke", "--out", out, cwd=tmp_path, data=smoke / "mnist")
