@@ -192,6 +192,8 @@ def _same_kind(value, default) -> bool:
 # al. 2018): without it the unbounded conjugates (KL, Pearson, Jeffrey) drive the plain D's output
 # to infinity within a few epochs on MNIST. Spectral normalisation also kept KL finite, but the
 # normalised MLP D learnt far more slowly (README); --r1 0 gives back the course's plain objective.
+MAX_WIDTH = 2**24  # the widest layer, and the most pixels in an image, that a config may claim
+
 OBJECTIVE_DEFAULTS: dict[str, dict] = {
     "vanilla": {},
     "fgan": {"r1": 10.0},
@@ -261,6 +263,9 @@ def validate(c: TrainConfig) -> TrainConfig:
     _check(c.optimizer in OPTIMIZERS, f"unknown optimizer {c.optimizer!r}", f"choose one of {', '.join(OPTIMIZERS)}")
     _check(c.z_dim > 0 and all(h > 0 for h in c.g_hidden + c.d_hidden) and c.conv_width > 0,
            "network sizes must be positive")
+    # a bound far above any MNIST-like net, below what torch can describe (a forged 2^56-wide layer overflows it)
+    _check(max(c.z_dim, c.conv_width, *c.g_hidden, *c.d_hidden) <= MAX_WIDTH and math.prod(c.image_shape) <= MAX_WIDTH,
+           f"network sizes and image size must be at most {MAX_WIDTH:,}")
     _check(c.arch not in CONV_ARCHS or (c.image_shape[1] % 4 == 0 and c.image_shape[2] % 4 == 0),
            f"--arch {c.arch} needs image sides divisible by 4, got {c.image_shape[1]}x{c.image_shape[2]}", "use --arch mlp")
     _check(0.0 <= c.d_dropout < 1.0, "--d-dropout must be in [0, 1)")
