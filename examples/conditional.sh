@@ -77,8 +77,7 @@ for model in "${SELECTED[@]}"; do
             fi ;;
         *) sample "$model" "$model" ;;
     esac
-    REF=$data:test score "$model" "$data"
-    [ "$INCEPTION_N" -gt 0 ] && REF=$data:test score "$model" inception "$INCEPTION_N"
+    REF=$data:test score_both "$model" "$data"
 done
 
 python - "$OUT" "$RESULTS" "$EPOCHS" "$N" "$INCEPTION_N" "${MODELS[@]%% *}" <<'EOF'

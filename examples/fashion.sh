@@ -47,8 +47,7 @@ fi
 sample last vanilla
 sample best vanilla/best.safetensors
 for row in last best; do
-    score "$row" fashion-mnist
-    [ "$INCEPTION_N" -gt 0 ] && score "$row" inception "$INCEPTION_N"
+    score_both "$row" fashion-mnist
 done
 # the floor: the test split scored as if generated, against the first N training images
 floor() {

@@ -113,12 +113,6 @@ run_row() {
     score_both "$row+drs" "$data"
 }
 
-# ROW DATA: ROW's samples scored on DATA's classifier and (unless --inception-n 0) the Inception, against REF
-score_both() {
-    score "$1" "$2"
-    [ "$INCEPTION_N" -eq 0 ] || score "$1" inception "$INCEPTION_N"
-}
-
 # the real-data floor of a dataset on the Inception: its first N training images against its test split
 floor() {
     local data=$1 json=$OUT/scores/real-floor-$1.inception.json

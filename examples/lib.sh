@@ -61,6 +61,13 @@ sample() {
     fi
 }
 
+# score_both ROW FEATURES: `score ROW FEATURES` (the dataset's classifier) and, unless INCEPTION_N is 0,
+# the Inception's on INCEPTION_N images
+score_both() {
+    score "$1" "$2"
+    [ "$INCEPTION_N" -eq 0 ] || score "$1" inception "$INCEPTION_N"
+}
+
 # calibrate MODEL: RUNS/MODEL/checkpoint-calibrated.safetensors (`gan calibrate` on the first N images of
 # REF, default mnist:test, never trained on), its calibration errors in scores/MODEL.calibration.json
 calibrate() {

@@ -148,8 +148,7 @@ for model in "${SELECTED[@]}"; do
     calibrate "$model"
     for row in $(rows "$model"); do
         sample_row "$row" "$model"
-        score "$row" mnist
-        [ "$INCEPTION_N" -gt 0 ] && score "$row" inception "$INCEPTION_N"
+        score_both "$row" mnist
     done
     sweep "$model"
     report
