@@ -23,6 +23,7 @@ OPTIONS = {
     "--ema 0.999": {"ema": 0.999},
     "--r1 10": {"r1": 10.0},
     "--spectral-norm": {"spectral_norm": True},
+    "--precision bf16": {"precision": "bf16"},
 }
 
 

@@ -44,12 +44,11 @@ ROWS=(
     "mnist-mlp-wgan-clip mnist-mlp-wgan-clip"
     "mnist-mlp-wgan-clip-seed1 mnist-mlp-wgan-clip --seed 1"
     "mnist-mlp-wgan-clip-seed2 mnist-mlp-wgan-clip --seed 2"
-    # the ablation, at the searches' 20 epochs: the conv recipe, then each of its techniques off in turn
-    "ablation-mnist-conv mnist-conv --epochs 20"
-    "ablation-mnist-conv-dcgan mnist-conv --epochs 20 --arch dcgan"
-    "ablation-mnist-conv-no-diffaug mnist-conv --epochs 20 --diffaug="
-    "ablation-mnist-conv-no-ema mnist-conv --epochs 20 --ema 0"
-    "ablation-mnist-conv-top-k mnist-conv --epochs 20 --top-k 0.5 --top-k-decay 0.9"
+    # the ablation of the conv recipe, against its row mnist-conv: each of its techniques off in turn
+    "ablation-mnist-conv-dcgan mnist-conv --arch dcgan"
+    "ablation-mnist-conv-no-diffaug mnist-conv --diffaug="
+    "ablation-mnist-conv-no-ema mnist-conv --ema 0"
+    "ablation-mnist-conv-top-k mnist-conv --top-k 0.5 --top-k-decay 0.9"
     # the MLP recipe with top-k training (Sinha et al. 2020's anneal, 0.99 an epoch down to 0.5), at its 100 epochs
     "ablation-mnist-mlp-top-k mnist-mlp --top-k 0.5 --top-k-decay 0.99"
 )

@@ -63,6 +63,11 @@ def classifier_of(out: Path, row: str) -> dict | None:
     return found[0] if found else None
 
 
+def inception_of(out: Path, row: str) -> dict | None:
+    """ROW's scores on the Inception (scores/ROW.inception.json)."""
+    return read_json(out / "scores" / f"{row}.inception.json")
+
+
 def mean_std(values: list[float]) -> str:
     return f"{values[0]:.2f}" if len(values) == 1 else f"{statistics.mean(values):.2f} +- {statistics.stdev(values):.2f}"
 
@@ -71,11 +76,10 @@ def target_line(out: Path, name: str, target: Target, rows: list[str], sampling:
     """The target's line for a way of sampling ("" or frontier.sh's "+drs"): its trained rows' scores,
     averaged; the verdict on the Inception's."""
     name += sampling
-    rows = [r for r in rows if run_log(out, r) and (read_json(out / "scores" / f"{r}{sampling}.inception.json")
-                                                    or classifier_of(out, r + sampling))]
+    rows = [r for r in rows if run_log(out, r) and (inception_of(out, r + sampling) or classifier_of(out, r + sampling))]
     if not rows:
         return f"| {name} | {target.bar} | 0 | | | | | | | | not yet run | {target.anchors} |"
-    inception = [s for r in rows if (s := read_json(out / "scores" / f"{r}{sampling}.inception.json"))]
+    inception = [s for r in rows if (s := inception_of(out, r + sampling))]
     classes = [c for r in rows if (c := classifier_of(out, r + sampling))]
     mean = lambda found, key: statistics.mean(s[key] for s in found)
     if len(inception) == len(rows):
@@ -96,7 +100,7 @@ def target_line(out: Path, name: str, target: Target, rows: list[str], sampling:
 
 
 def ablation_line(out: Path, row: str) -> str:
-    inception, classes, log = read_json(out / "scores" / f"{row}.inception.json"), classifier_of(out, row), run_log(out, row)
+    inception, classes, log = inception_of(out, row), classifier_of(out, row), run_log(out, row)
     if not log:
         return f"| {row} | not yet run | | | | | | |"
     cells = [f"{inception['fid']:.2f}", f"{inception['precision']:.3f}", f"{inception['recall']:.3f}"] if inception else ["", "", ""]
@@ -149,7 +153,7 @@ def main() -> None:
           for name, target in TARGETS.items() for sampling in ("", "+drs")),
         *("\n" + floor_line(path) for path in sorted((out / "scores").glob("real-floor-*.inception.json"))),
         "", "## The ablation", "",
-        "Each row trains a recipe with one change (frontier.sh's ROWS say which, and the epochs where they are not the recipe's).",
+        "Each row trains a recipe with one change (frontier.sh's ROWS say which), to be read against the recipe's own row, seed 0, above.",
         "", "| row | Inception FID | precision | recall | classifier FID | class KL | epochs | hours |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
         *(ablation_line(out, row) for row in args.rows if row.startswith("ablation-")),

@@ -1,7 +1,8 @@
-# The restartable steps of the example studies (study.sh, divergences.sh, fashion.sh), sourced by them.
-# They read OUT (outputs: samples/, scores/, grids/, times/), RUNS (the runs folder), N (images per
-# sample), DRAWS (rejection gives up after DRAWS*N draws), PRECISION (Inception numerics) and REF
-# (the reference images of `score`, default mnist:test).
+# The restartable steps of the example studies (study.sh, divergences.sh, fashion.sh, conditional.sh,
+# frontier.sh, tune.sh), sourced by them. They read OUT (outputs: samples/, scores/, grids/, times/), RUNS (the
+# runs folder), N (images per sample), INCEPTION_N (images score_both scores on the Inception, 0 none),
+# DRAWS (rejection gives up after DRAWS*N draws), PRECISION (Inception numerics) and REF (the reference
+# images of `score` and `calibrate`, default mnist:test).
 
 say() { printf '\n== %s\n' "$*" >&2; }
 
