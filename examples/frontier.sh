@@ -44,11 +44,14 @@ ROWS=(
     "mnist-mlp-wgan-clip mnist-mlp-wgan-clip"
     "mnist-mlp-wgan-clip-seed1 mnist-mlp-wgan-clip --seed 1"
     "mnist-mlp-wgan-clip-seed2 mnist-mlp-wgan-clip --seed 2"
-    # the ablation of the conv recipe, against its row mnist-conv: each of its techniques off in turn
+    # the ablation of the conv recipe, against its row mnist-conv (fashion-conv): each of its techniques
+    # off in turn, and a candidate on
     "ablation-mnist-conv-dcgan mnist-conv --arch dcgan"
     "ablation-mnist-conv-no-diffaug mnist-conv --diffaug="
     "ablation-mnist-conv-no-ema mnist-conv --ema 0"
     "ablation-mnist-conv-top-k mnist-conv --top-k 0.5 --top-k-decay 0.9"
+    "ablation-mnist-conv-lr-decay mnist-conv --lr-decay linear"
+    "ablation-fashion-conv-lr-decay fashion-conv --lr-decay linear"
     # the MLP recipe with top-k training (Sinha et al. 2020's anneal, 0.99 an epoch down to 0.5), at its 100 epochs
     "ablation-mnist-mlp-top-k mnist-mlp --top-k 0.5 --top-k-decay 0.99"
 )

@@ -153,7 +153,8 @@ def main() -> None:
           for name, target in TARGETS.items() for sampling in ("", "+drs")),
         *("\n" + floor_line(path) for path in sorted((out / "scores").glob("real-floor-*.inception.json"))),
         "", "## The ablation", "",
-        "Each row trains a recipe with one change (frontier.sh's ROWS say which), to be read against the recipe's own row, seed 0, above.",
+        "Each row trains a recipe with one change (frontier.sh's ROWS say which); its baseline is the recipe's seed-0 row "
+        "(`mnist-conv`, `fashion-conv`, `mnist-mlp`: the targets' first seed, scores/ROW.*.json).",
         "", "| row | Inception FID | precision | recall | classifier FID | class KL | epochs | hours |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
         *(ablation_line(out, row) for row in args.rows if row.startswith("ablation-")),
