@@ -9,7 +9,7 @@ import argparse
 import os
 from pathlib import Path
 
-from results_table import best_evaluated, last_record, number, read_json, training_note
+from results_table import best_evaluated, last_record, number, read_json, training_note, write_page
 
 PARENTS = {"js6-kl": "js6"}
 
@@ -65,11 +65,7 @@ def main() -> None:
         *(row_line(args.out, args.results, row) for row in [*args.rows, "js6-kl", "js6-kl+reject"]),
         "",
     ]
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    # two workers may finish rows at once (divergences.sh ROW...): each writes whole tables atomically
-    partial = args.results.with_name(f".{args.results.name}.{os.getpid()}")
-    partial.write_text("\n".join(lines))
-    os.replace(partial, args.results)
+    write_page(args.results, lines)
 
 
 if __name__ == "__main__":

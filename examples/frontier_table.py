@@ -14,6 +14,7 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
+from results_table import read_json, write_page
 from tune_table import search_lines, space_epochs
 
 
@@ -41,10 +42,6 @@ TARGETS = {
                                   "the reference students' WGAN 87.54; gancli's WGAN at its defaults 111.66"),
 }
 SEED = re.compile(r"-seed\d+$")
-
-
-def read_json(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def run_log(out: Path, row: str) -> list[dict]:
@@ -164,7 +161,7 @@ def main() -> None:
     for name in TARGETS:
         lines += ["", f"## Recipe: {name} ([{where}/{name}.toml]({where}/{name}.toml))", "", "```toml",
                   (args.recipes / f"{name}.toml").read_text().strip(), "```"]
-    args.results.write_text("\n".join(lines) + "\n")
+    write_page(args.results, lines)
 
 
 if __name__ == "__main__":

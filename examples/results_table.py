@@ -28,6 +28,15 @@ def read_json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def write_page(path: Path, lines: list[str]) -> None:
+    """The page whole, atomically: a study's workers (study.sh MODEL..., frontier.sh ROW...) may finish
+    rows at once, and each rewrites the page."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    partial.write_text("\n".join(lines) + "\n")
+    os.replace(partial, path)
+
+
 def run_records(runs: Path, run: str) -> list[dict]:
     log = runs / run / "log.jsonl"
     return [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.is_file() else []
@@ -228,11 +237,7 @@ def main() -> None:
            "many held-out test images the discriminator accepts; one that memorised its training set accepts "
            "the first far more often.", "", *sweeps] if sweeps else []),
     ]
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    # two workers may finish models at once (study.sh MODEL...): each writes whole tables atomically
-    partial = args.results.with_name(f".{args.results.name}.{os.getpid()}")
-    partial.write_text("\n".join(lines))
-    os.replace(partial, args.results)
+    write_page(args.results, lines)
 
 
 if __name__ == "__main__":
