@@ -151,7 +151,9 @@ def main() -> None:
         *("\n" + floor_line(path) for path in sorted((out / "scores").glob("real-floor-*.inception.json"))),
         "", "## The ablation", "",
         "Each row trains a recipe with one change (frontier.sh's ROWS say which); its baseline is the recipe's seed-0 row "
-        "(`mnist-conv`, `fashion-conv`, `mnist-mlp`: the targets' first seed, scores/ROW.*.json).",
+        "(`mnist-conv`, `fashion-conv`, `mnist-mlp`: the targets' first seed, scores/ROW.*.json); a row that also sets "
+        "`--epochs` is read against the recipe at that budget (`ablation-fashion-conv-lr-decay` against "
+        "`ablation-fashion-conv-20-epochs`).",
         "", "| row | Inception FID | precision | recall | classifier FID | class KL | epochs | hours |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
         *(ablation_line(out, row) for row in args.rows if row.startswith("ablation-")),
