@@ -45,11 +45,12 @@ ROWS=(
     "mnist-mlp-wgan-clip-seed1 mnist-mlp-wgan-clip --seed 1"
     "mnist-mlp-wgan-clip-seed2 mnist-mlp-wgan-clip --seed 2"
     # the ablation of the conv recipe, against its row mnist-conv (fashion-conv): each of its techniques
-    # off in turn, and a candidate on
+    # off in turn, and candidates on (top-k; cutout, the rest of Zhao et al.'s DiffAugment for digits)
     "ablation-mnist-conv-dcgan mnist-conv --arch dcgan"
     "ablation-mnist-conv-no-diffaug mnist-conv --diffaug="
     "ablation-mnist-conv-no-ema mnist-conv --ema 0"
     "ablation-mnist-conv-top-k mnist-conv --top-k 0.5 --top-k-decay 0.9"
+    "ablation-mnist-conv-cutout mnist-conv --diffaug translation,cutout"
     "ablation-mnist-conv-lr-decay mnist-conv --lr-decay linear"
     "ablation-fashion-conv-lr-decay fashion-conv --epochs 20 --lr-decay linear"
     # and the budget: both conv recipes were still improving at Lucic et al.'s 20 epochs. MNIST's at 30;
