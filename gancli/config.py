@@ -52,7 +52,7 @@ DEVICES = ("auto", "cpu", "cuda")
 # Fields fixed when a run starts: they shape the networks (d_dropout adds modules to the MLP
 # discriminator, so its weights would no longer load) or seed its randomness (the RNG states
 # come from the checkpoint). On resume a different value is refused, the same one accepted.
-LOCKED_FIELDS = ("arch", "z_dim", "g_hidden", "d_hidden", "conv_width", "image_shape", "d_dropout", "spectral_norm", "seed",
+LOCKED_FIELDS = ("arch", "d_arch", "z_dim", "g_hidden", "d_hidden", "conv_width", "image_shape", "d_dropout", "spectral_norm", "seed",
                  "conditional")
 
 
@@ -64,6 +64,7 @@ class TrainConfig:
     g_loss: str = "alternative"
     # architecture
     arch: str = "mlp"
+    d_arch: str = ""  # D's architecture where it is not G's (one of ARCHS); "" the same as arch
     z_dim: int = 100
     g_hidden: tuple[int, ...] = (256, 512, 1024)
     d_hidden: tuple[int, ...] = (1024, 512, 256)
@@ -158,6 +159,11 @@ class TrainConfig:
     def ms_lambda_at(self, epoch: int) -> float:
         """MSGAN weight for a 0-based epoch: start at ms_lambda, + ms_step every ms_every epochs."""
         return self.ms_lambda + self.ms_step * (epoch // self.ms_every)
+
+    @property
+    def discriminator_arch(self) -> str:
+        """D's architecture: `d_arch`, else G's `arch`."""
+        return self.d_arch or self.arch
 
     @property
     def label(self) -> str:
@@ -260,14 +266,16 @@ def validate(c: TrainConfig) -> TrainConfig:
     _check(c.g_loss in G_LOSSES, f"unknown generator loss {c.g_loss!r}", f"choose one of {', '.join(G_LOSSES)}")
     _check(c.precision in PRECISIONS, f"unknown precision {c.precision!r}", "use fp32 or bf16")
     _check(c.arch in ARCHS, f"unknown architecture {c.arch!r}", f"choose one of {', '.join(ARCHS)}")
+    _check(c.d_arch in ("", *ARCHS), f"unknown discriminator architecture {c.d_arch!r}", f"choose one of {', '.join(ARCHS)}")
     _check(c.optimizer in OPTIMIZERS, f"unknown optimizer {c.optimizer!r}", f"choose one of {', '.join(OPTIMIZERS)}")
     _check(c.z_dim > 0 and all(h > 0 for h in c.g_hidden + c.d_hidden) and c.conv_width > 0,
            "network sizes must be positive")
     # a bound far above any MNIST-like net, below what torch can describe (a forged 2^56-wide layer overflows it)
     _check(max(c.z_dim, c.conv_width, *c.g_hidden, *c.d_hidden) <= MAX_WIDTH and math.prod(c.image_shape) <= MAX_WIDTH,
            f"network sizes and image size must be at most {MAX_WIDTH:,}")
-    _check(c.arch not in CONV_ARCHS or (c.image_shape[1] % 4 == 0 and c.image_shape[2] % 4 == 0),
-           f"--arch {c.arch} needs image sides divisible by 4, got {c.image_shape[1]}x{c.image_shape[2]}", "use --arch mlp")
+    for flag, arch in (("--arch", c.arch), ("--d-arch", c.discriminator_arch)):
+        _check(arch not in CONV_ARCHS or (c.image_shape[1] % 4 == 0 and c.image_shape[2] % 4 == 0),
+               f"{flag} {arch} needs image sides divisible by 4, got {c.image_shape[1]}x{c.image_shape[2]}", f"use {flag} mlp")
     _check(0.0 <= c.d_dropout < 1.0, "--d-dropout must be in [0, 1)")
     _check(c.epochs > 0 and c.batch_size > 0 and c.n_critic > 0 and c.ms_every > 0 and c.r1_every > 0,
            "--epochs, --batch-size, --n-critic, --ms-every and --r1-every must be positive")
@@ -291,7 +299,7 @@ def validate(c: TrainConfig) -> TrainConfig:
            f"--eval-every scores on the classifier of the data's dataset; gancli ships those of "
            f"{', '.join(CLASSIFIER_CLASSES)}, not one for {c.data}",
            "train with --eval-every 0 and score samples with `gan score --features inception`")
-    return c
+    return dataclasses.replace(c, d_arch="") if c.d_arch == c.arch else c  # one spelling of "D is G's kind"
 
 
 # A run's image shape and classes are its data's (api.train sets them), so no config file sets them

@@ -150,13 +150,21 @@ class DCGANDiscriminator(nn.Module):
 INFOGAN_HIDDEN = 16  # infogan's fully connected width, in conv_width's: 1024 at 64, Lucic et al.'s
 
 
+def _infogan_hidden(config: TrainConfig, arch: str) -> int:
+    return INFOGAN_HIDDEN * config.conv_width if arch == "infogan" else 0
+
+
 def build_models(config: TrainConfig) -> tuple[nn.Module, nn.Module]:
+    """G of `config.arch` and D of `config.discriminator_arch` (--d-arch, else the same)."""
     if config.arch in CONV_ARCHS:
-        hidden = INFOGAN_HIDDEN * config.conv_width if config.arch == "infogan" else 0
-        G = DCGANGenerator(config.z_dim, config.conv_width, config.image_shape, hidden, config.n_classes)
-        D = DCGANDiscriminator(config.conv_width, config.image_shape, config.d_dropout, hidden, config.n_classes)
+        G = DCGANGenerator(config.z_dim, config.conv_width, config.image_shape, _infogan_hidden(config, config.arch),
+                           config.n_classes)
     else:
         G = MLPGenerator(config.z_dim, config.g_hidden, config.image_shape, config.n_classes)
+    if config.discriminator_arch in CONV_ARCHS:
+        D = DCGANDiscriminator(config.conv_width, config.image_shape, config.d_dropout,
+                               _infogan_hidden(config, config.discriminator_arch), config.n_classes)
+    else:
         D = MLPDiscriminator(config.d_hidden, config.image_shape, config.d_dropout, config.n_classes)
     if config.spectral_norm:
         _normalise_spectra(D)

@@ -58,6 +58,8 @@ def plan_resume(old: TrainConfig, changes: dict, progress: Progress, *, origin: 
         raise GancliError("--epochs (more) and --until-epoch (in all) exclude each other", "give one")
     if (epochs is not None and epochs < 1) or (until_epoch is not None and until_epoch < 1):
         raise GancliError("--epochs and --until-epoch must be at least 1")
+    if changes.get("d_arch") == old.discriminator_arch:  # naming D's own architecture changes nothing
+        changes["d_arch"] = old.d_arch
     if bad := [f for f in LOCKED_FIELDS if f in changes and changes[f] != getattr(old, f)]:
         raise GancliError(f"cannot change {', '.join(bad)} on resume: fixed when the run started "
                           f"(the checkpoint has {', '.join(f'{f}={getattr(old, f)}' for f in bad)})",

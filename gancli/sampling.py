@@ -1,9 +1,12 @@
 """Generation, discriminator rejection and latent interpolation; pure functions over models.
 
 Reproducibility: latents are drawn in fixed chunks of Z_CHUNK from a generator seeded by
-`seed`, whatever the batch size; every network pass pads its rows to a multiple of
+`seed`, whatever the batch size, and the network runs on whole chunks, so that the first n
+images are the same whatever -n; every network pass pads its rows to a multiple of
 ROW_BLOCK, because CPU GEMM kernels pick their summation order by row count, and an odd
-last batch would otherwise round a few pixels differently.
+last batch would otherwise round a few pixels differently. Another batch size is another
+row count: with several threads a wide net's rare pixel can round one grey level apart
+(the course MLP: 2 pixels of 1,000 images between --batch-size 64 and 500).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from gancli import augment, losses
 from gancli import checkpoint as ckpt
 from gancli.config import AUGMENTATIONS, TrainConfig
 from gancli.errors import GancliError
-from gancli.models import build_models, to_unit_range
+from gancli.models import DCGANGenerator, build_models, to_unit_range
 from gancli.resuming import resume_run
 from gancli.state import new_state
 from gancli.training import train, train_step
@@ -55,8 +55,9 @@ def test_diff_augment_is_differentiable_and_each_policy_takes_its_own_draws():
 @pytest.mark.parametrize("options", [{"diffaug": "translation,cutout", "r1": 1.0, "r1_every": 2},
                                      {"diffaug": "cutout", "objective": "wgan-gp", "gp_lambda": 10.0},
                                      {"top_k": 0.5, "top_k_decay": 0.5},
-                                     {"arch": "infogan", "conv_width": 4, "diffaug": "translation"}],
-                         ids=["diffaug-r1", "diffaug-gp", "top-k", "infogan"])
+                                     {"arch": "infogan", "conv_width": 4, "diffaug": "translation"},
+                                     {"d_arch": "infogan", "conv_width": 4, "diffaug": "translation"}],
+                         ids=["diffaug-r1", "diffaug-gp", "top-k", "infogan", "mlp-g-infogan-d"])
 def test_each_option_trains_the_same_with_the_same_seed_and_resumes_bit_exactly(tmp_path, options):
     config = tiny_config(epochs=2, **options)
     images = synthetic_images()
@@ -108,11 +109,27 @@ def test_infogan_is_lucic_et_als_conv_net_and_dcgan_keeps_its_keys():
     assert {*G.state_dict(), *D.state_dict()} >= {"project.0.weight", "project.1.running_mean", "net.7.weight"}
 
 
+def test_d_arch_pairs_the_course_mlp_generator_with_the_conv_discriminator_and_back():
+    G, D = build_models(TrainConfig(d_arch="infogan", image_shape=(1, 28, 28)))
+    _, infogan_d = build_models(TrainConfig(arch="infogan", image_shape=(1, 28, 28)))
+    course_g, course_d = build_models(TrainConfig(image_shape=(1, 28, 28)))
+    shapes = lambda net: [tuple(p.shape) for p in net.state_dict().values()]
+    assert shapes(G) == shapes(course_g) and shapes(D) == shapes(infogan_d)
+    G, D = build_models(TrainConfig(arch="infogan", d_arch="mlp", image_shape=(1, 28, 28)))
+    assert isinstance(G, DCGANGenerator) and shapes(D) == shapes(course_d)
+    assert TrainConfig(arch="dcgan", d_arch="dcgan").discriminator_arch == "dcgan"
+    from gancli.config import validate
+
+    assert validate(TrainConfig(arch="dcgan", d_arch="dcgan")).d_arch == ""  # D of G's kind is spelt one way
+
+
 @pytest.mark.parametrize("fields, said", [({"diffaug": "flip"}, "unknown --diffaug"),
                                           ({"diffaug": "cutout,cutout"}, "unknown --diffaug"),
                                           ({"top_k": 0.0}, "--top-k is a fraction"),
                                           ({"top_k_decay": 1.5}, "--top-k is a fraction"),
-                                          ({"arch": "infogan", "image_shape": (1, 6, 6)}, "--arch infogan needs")])
+                                          ({"arch": "infogan", "image_shape": (1, 6, 6)}, "--arch infogan needs"),
+                                          ({"d_arch": "dcgan", "image_shape": (1, 6, 6)}, "--d-arch dcgan needs"),
+                                          ({"d_arch": "resnet"}, "unknown discriminator architecture")])
 def test_bad_values_are_refused_with_one_line(fields, said):
     from gancli.config import validate
 

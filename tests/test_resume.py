@@ -43,10 +43,11 @@ def trained(cli, tiny_data):
 def test_a_locked_field_is_refused_and_the_run_stays_loadable(cli, trained, tmp_path):
     trained("a", "vanilla")
     before = snapshot(tmp_path / "runs/a")
-    for option, value in (("--d-dropout", "0.3"), ("--seed", "5"), ("--z-dim", "4"), ("--arch", "dcgan")):
+    for option, value in (("--d-dropout", "0.3"), ("--seed", "5"), ("--z-dim", "4"), ("--arch", "dcgan"),
+                          ("--d-arch", "infogan")):
         one_line_error(cli("resume", "runs/a", option, value), f"cannot change {option[2:].replace('-', '_')} on resume")
     assert snapshot(tmp_path / "runs/a") == before
-    assert cli("resume", "runs/a", "--d-dropout", "0", "--seed", "0", "--device", "cpu").exit_code == 0  # same values
+    assert cli("resume", "runs/a", "--d-dropout", "0", "--seed", "0", "--d-arch", "mlp", "--device", "cpu").exit_code == 0  # same values
     open_checkpoint(tmp_path / "runs/a/checkpoint.safetensors", "cpu")
 
 

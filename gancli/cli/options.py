@@ -59,8 +59,10 @@ DataDir = Annotated[str | None, Opt("--data-dir", help="Folder with the IDX file
 Runs = Annotated[str | None, Opt("--runs",
     help="Runs folder: where new runs go and where the latest run is found (else GANCLI_RUNS, else ./runs).")]
 Device = Annotated[Literal[DEVICES], Opt("--device", help="auto (CUDA when available), cpu or cuda.")]
-PassBatch = Annotated[int | None, Opt("--batch-size", min=1, help="Images per network pass (memory, not results).")]
-LatentSeed = Annotated[int, Opt("--seed", help="Latent seed: the same seed gives the same images, whatever --batch-size.")]
+PassBatch = Annotated[int | None, Opt("--batch-size", min=1, help="Images per network pass: memory, and on a CPU with "
+                                      "several threads a rare pixel of a wide net one grey level apart.")]
+LatentSeed = Annotated[int, Opt("--seed", help="Latent seed: the same seed and --batch-size give the same images, "
+                                "whatever -n.")]
 Reject = Annotated[float | None, Opt("--reject", callback=must(lambda v: 0 < v < 1, "in (0, 1)"),
     help="Keep samples whose discriminator confidence r/(1+r) >= this, e.g. 0.6.")]
 Best = Annotated[bool, Opt("--best", help="Use the run's best.safetensors (its best evaluated epoch, by FID) "
@@ -100,6 +102,8 @@ def _shown(value) -> str:
 def default_text(name: str) -> str:
     """A knob's `[default: ...]`, from TrainConfig and the objectives' defaults (never typed by hand):
     the plain default, then each objective that has another, e.g. `[default: 0; fgan 10]`."""
+    if name == "d_arch":
+        return "\\[default: --arch's]"
     if name == "eval_every":
         return (f"\\[default: {DOMAIN_EVAL_EVERY} on {' and '.join(CLASSIFIER_CLASSES)} data, "
                 f"else {_shown(TrainConfig.eval_every)}]")
@@ -127,6 +131,8 @@ KNOBS: dict[str, Any] = dict([
           "each process's part.", PARALLEL_PANEL),
     _knob("arch", Literal[ARCHS], "mlp (100-256-512-1024-784), dcgan (two strided convolutions each way) or infogan "
           "(dcgan with a fully connected layer of 16 x --conv-width in G and D: Lucic et al. 2018's conv net).", ARCH_PANEL),
+    _knob("d_arch", Literal[ARCHS], "The discriminator's architecture where it is not the generator's, e.g. --arch mlp "
+          "--d-arch infogan: the course's MLP generator against Lucic et al.'s conv discriminator.", ARCH_PANEL),
     _knob("z_dim", int, "Latent size.", ARCH_PANEL, min=1),
     _knob("g_hidden", str, "MLP generator widths.", ARCH_PANEL),
     _knob("d_hidden", str, "MLP discriminator widths.", ARCH_PANEL),

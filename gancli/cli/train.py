@@ -81,6 +81,7 @@ def train(objective: Objective = None, epochs: Epochs = None, config: ConfigFile
       gan train --config <(gan config runs/x) --name x-again
       gan train fgan --div kl --clip-grad-norm 1 --d-weight-decay 1e-4
       gan train wgan-gp --arch dcgan --epochs 20
+      gan train vanilla --arch mlp --d-arch infogan --diffaug translation --ema 0.99
       gan train vanilla --ms-lambda 0.05 --ms-step 0.01 --ms-every 10 --d-dropout 0.3
     """
     from gancli import api
@@ -142,7 +143,7 @@ def resume(checkpoint: Checkpoint = None, epochs: Epochs = None, until_epoch: Un
     per run; a killed process holds no lock).
 
     - Fixed when the run started, refused when different: the
-    architecture (--arch, --z-dim, widths, --d-dropout, --spectral-norm,
+    architecture (--arch, --d-arch, --z-dim, widths, --d-dropout, --spectral-norm,
     --conditional) and --seed; --batch-size changes only between epochs.
 
     - An option not given keeps the checkpoint's value: the defaults
