@@ -59,6 +59,9 @@ ROWS=(
     "ablation-fashion-conv-20-epochs fashion-conv --epochs 20"
     # the MLP recipe with top-k training (Sinha et al. 2020's anneal, 0.99 an epoch down to 0.5), at its 100 epochs
     "ablation-mnist-mlp-top-k mnist-mlp --top-k 0.5 --top-k-decay 0.99"
+    # the MLP recipe with the course's generator against Lucic et al.'s conv discriminator (--d-arch; the
+    # course-MLP target leaves D free), at 20 epochs: read against mnist-mlp's log at epoch 20 and its row
+    "ablation-mnist-mlp-conv-d-20-epochs mnist-mlp --d-arch infogan --epochs 20"
     # the WGAN recipe at twice its search's learning rate, over 3 seeds like its target: ahead of it to epoch
     # 30, behind it from epoch 35 (its classifier FID stalls, then rises)
     "ablation-mnist-mlp-wgan-clip-lr-8e-4 mnist-mlp-wgan-clip --lr 0.0008"
