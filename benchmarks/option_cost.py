@@ -24,6 +24,7 @@ OPTIONS = {
     "--r1 10": {"r1": 10.0},
     "--spectral-norm": {"spectral_norm": True},
     "--precision bf16": {"precision": "bf16"},
+    "--d-arch infogan": {"d_arch": "infogan"},  # infogan's own D: the plain loop again, a check of the noise
 }
 
 

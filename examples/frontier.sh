@@ -62,6 +62,9 @@ ROWS=(
     # the MLP recipe with the course's generator against Lucic et al.'s conv discriminator (--d-arch; the
     # course-MLP target leaves D free), at 20 epochs: read against mnist-mlp's log at epoch 20 and its row
     "ablation-mnist-mlp-conv-d-20-epochs mnist-mlp --d-arch infogan --epochs 20"
+    # and from it: a slower moving average (the conv recipes' 0.999), and the budget (still improving at 20)
+    "ablation-mnist-mlp-conv-d-ema-0.999 mnist-mlp --d-arch infogan --epochs 20 --ema 0.999"
+    "ablation-mnist-mlp-conv-d-30-epochs mnist-mlp --d-arch infogan --epochs 30"
     # the WGAN recipe at twice its search's learning rate, over 3 seeds like its target: ahead of it to epoch
     # 30, behind it from epoch 35 (its classifier FID stalls, then rises)
     "ablation-mnist-mlp-wgan-clip-lr-8e-4 mnist-mlp-wgan-clip --lr 0.0008"
