@@ -528,7 +528,7 @@ def _run_training(state, data: Samples, run: Path, data_dir: str | None, callbac
         callbacks.notify(note)
     ranks = f", {world.size} processes of {state.config.batch_size // world.size} images a step" if world.size > 1 else ""
     conditional = f" conditional on {state.config.n_classes} classes" if state.config.conditional else ""
-    nets = state.config.arch if state.config.d_arch in ("", state.config.arch) else f"{state.config.arch} G, {state.config.d_arch} D"
+    nets = f"{state.config.arch} G, {state.config.d_arch} D" if state.config.d_arch else state.config.arch
     callbacks.notify(f"run {run} ({state.config.label}, {nets}{conditional}, {images.shape[0]} images, "
                      f"epochs {state.epoch + 1}..{state.config.epochs}, device {state.device}{ranks})")
     if callbacks.on_start:
