@@ -70,6 +70,12 @@ ROWS=(
     "ablation-mnist-mlp-wgan-clip-lr-8e-4 mnist-mlp-wgan-clip --lr 0.0008"
     "ablation-mnist-mlp-wgan-clip-lr-8e-4-seed1 mnist-mlp-wgan-clip --lr 0.0008 --seed 1"
     "ablation-mnist-mlp-wgan-clip-lr-8e-4-seed2 mnist-mlp-wgan-clip --lr 0.0008 --seed 2"
+    # the conv-D recipe at 50 epochs (its per-epoch FID still fell at 30). Without a decay nothing else of the
+    # run reads its epochs, so its first 30 are the 30-epoch row's: it was trained on from that run
+    "ablation-mnist-mlp-conv-d-50-epochs mnist-mlp --d-arch infogan --epochs 50"
+    # the WGAN recipe fast early and annealed late: twice its lr (ahead to epoch 30, then stalled), decayed
+    # linearly to 0 at epoch 100 (the same mean lr as the recipe's)
+    "ablation-mnist-mlp-wgan-clip-lr-8e-4-linear-decay mnist-mlp-wgan-clip --lr 0.0008 --lr-decay linear"
 )
 SELECTED=() LIST=0 TABLE=0
 while [ $# -gt 0 ]; do
