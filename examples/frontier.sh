@@ -74,8 +74,10 @@ ROWS=(
     # run reads its epochs, so its first 30 are the 30-epoch row's: it was trained on from that run
     "ablation-mnist-mlp-conv-d-50-epochs mnist-mlp --d-arch infogan --epochs 50"
     # the WGAN recipe fast early and annealed late: twice its lr (ahead to epoch 30, then stalled), decayed
-    # linearly to 0 at epoch 100 (the same mean lr as the recipe's)
+    # linearly to 0 at epoch 100 (the same mean lr as the recipe's), over 3 seeds like its target
     "ablation-mnist-mlp-wgan-clip-lr-8e-4-linear-decay mnist-mlp-wgan-clip --lr 0.0008 --lr-decay linear"
+    "ablation-mnist-mlp-wgan-clip-lr-8e-4-linear-decay-seed1 mnist-mlp-wgan-clip --lr 0.0008 --lr-decay linear --seed 1"
+    "ablation-mnist-mlp-wgan-clip-lr-8e-4-linear-decay-seed2 mnist-mlp-wgan-clip --lr 0.0008 --lr-decay linear --seed 2"
 )
 SELECTED=() LIST=0 TABLE=0
 while [ $# -gt 0 ]; do
