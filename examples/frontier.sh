@@ -69,7 +69,8 @@ ROWS=(
     # run reads its epochs, so its first 30 are the 30-epoch row's: it was trained on from that run
     "ablation-mnist-mlp-conv-d-50-epochs mnist-mlp --d-arch infogan --epochs 50"
     # and at the target's 100 epochs (precision still rising at 50: 0.51, 0.55, 0.59 at 20, 30, 50), trained on
-    # from the 50-epoch run the same way
+    # from the 50-epoch run the same way, its epochs 51-100 at OMP_NUM_THREADS=2 (the rest at 1), so a rerun
+    # from scratch at one thread is not bit-identical to it
     "ablation-mnist-mlp-conv-d-100-epochs mnist-mlp --d-arch infogan --epochs 100"
     # the WGAN recipe's lr schedule off, over 3 seeds like its target: its lr (8e-4) held constant (ahead of
     # the search's 4e-4 to epoch 30 in the screens, then stalled and rose), and the search's lr (4e-4) held
