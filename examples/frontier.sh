@@ -53,8 +53,9 @@ ROWS=(
     "ablation-mnist-conv-cutout mnist-conv --diffaug translation,cutout"
     "ablation-mnist-conv-lr-decay mnist-conv --lr-decay linear"
     "ablation-fashion-conv-lr-decay fashion-conv --epochs 20 --lr-decay linear"
-    # and the regularisers and step sizes for D: R1 (Mescheder et al. 2018, gamma 1, lazily every 16th D step, the default), two
-    # time-scale learning rates (Heusel et al. 2017: D at 4e-4, G at 1e-4, in place of 2e-4 for both)
+    # and the regularisers and step sizes for D: R1 (Mescheder et al. 2018, gamma 1, lazily every
+    # 16th D step, the default), two time-scale learning rates (Heusel et al. 2017: D at 4e-4, G at 1e-4, in
+    # place of 2e-4 for both)
     "ablation-mnist-conv-r1 mnist-conv --r1 1"
     "ablation-mnist-conv-ttur mnist-conv --lr-d 0.0004 --lr-g 0.0001"
     # R1 balanced the classes (class KL 0.0085 against 0.0333) and cutout lowered the Inception FID: both
