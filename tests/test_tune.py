@@ -156,31 +156,29 @@ def test_a_study_continues_to_n_trials_in_all_on_two_workers_and_best_toml_rerun
     assert refused.returncode == 1 and b"created with another space" in refused.stderr
 
 
-EPOCHS = 40  # of the interrupted trial
-
-
 # a terminal's Ctrl-C; Slurm's time limit, then the trial's run lost (a fresh clone of a committed study)
 @pytest.mark.parametrize("stop, lose_run", [(signal.SIGINT, False), (signal.SIGTERM, True)])
 def test_ctrl_c_saves_the_running_trial_and_the_next_tune_resumes_it(mnist_dir, user_shell, stop, lose_run):
-    space = user_shell / "space.toml"
-    space.write_text(space_text("ema = [0.0, 0.9]\n", TINY_SPACE.replace("epochs = 3", f"epochs = {EPOCHS}")))
+    space, epochs = user_shell / "space.toml", 40  # the interrupted trial's
+    space.write_text(space_text("ema = [0.0, 0.9]\n", TINY_SPACE.replace("epochs = 3", f"epochs = {epochs}")))
     command = [sys.executable, "-m", "gancli", "tune", "space.toml", "--trials", "1", "--device", "cpu"]
     # SIGINT as a terminal's: a suite started in the background (`... &`) would hand its ignored SIGINT down
     process = subprocess.Popen(command, cwd=user_shell, env=gan_env(user_shell, GANCLI_DATA=str(mnist_dir)),
                                stderr=subprocess.PIPE, start_new_session=True,
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = b""
-    while f"epoch 2/{EPOCHS}".encode() not in seen:
+    while f"epoch 2/{epochs}".encode() not in seen:
         line = process.stderr.readline()
         assert line, seen.decode()
         seen += line
     os.killpg(process.pid, stop)  # to the coordinator's process group, as a terminal or Slurm sends it
-    # (EPOCHS of a few hundred milliseconds each: the signal lands long before the trial could end on a loaded machine)
+    # (epochs of a few hundred milliseconds each: the signal lands long before the trial could end on a
+    # loaded machine)
     process.stderr.read()
     assert process.wait(timeout=60) == 130
     run = user_shell / "runs/space/trial-0000"
     done = len(read_log(run))
-    assert 2 <= done < EPOCHS and (run / "checkpoint.safetensors").is_file()
+    assert 2 <= done < epochs and (run / "checkpoint.safetensors").is_file()
     if lose_run:
         shutil.rmtree(run)  # trained again from its first epoch, whose FIDs Optuna already has
     again = subprocess.run(command + ["--json"], cwd=user_shell, env=gan_env(user_shell, GANCLI_DATA=str(mnist_dir)),
@@ -188,8 +186,8 @@ def test_ctrl_c_saves_the_running_trial_and_the_next_tune_resumes_it(mnist_dir, 
     assert again.returncode == 0, again.stderr.decode()
     assert b"interrupted before, resumed" in again.stderr and b"already reported" not in again.stderr
     trials = json.loads(again.stdout)["trials"]
-    assert [(t["number"], t["state"], t["epochs"]) for t in trials] == [(0, "COMPLETE", EPOCHS)]
-    assert [r["epoch"] for r in read_log(run)] == list(range(1, EPOCHS + 1))
+    assert [(t["number"], t["state"], t["epochs"]) for t in trials] == [(0, "COMPLETE", epochs)]
+    assert [r["epoch"] for r in read_log(run)] == list(range(1, epochs + 1))
 
 
 def test_show_without_a_study_and_a_missing_space_are_one_line_errors(cli, user_shell):
