@@ -1,7 +1,7 @@
-"""The README and docs/ as a reader uses them: every relative link resolves, every shell example is
-either run (CI runs the README's install and test lines) or marked as needing real data, every `gan`
-command line in them parses with today's options, and every command's --help ends with examples
-that parse too."""
+"""The README and docs/ as a reader uses them: every relative link resolves inside the clone (in the
+pages that examples/ writes too), every shell example is either run (CI runs the README's install and
+test lines) or marked as needing real data, every `gan` command line in them parses with today's
+options, and every command's --help ends with examples that parse too."""
 
 import re
 import shlex
