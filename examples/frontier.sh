@@ -64,7 +64,7 @@ ROWS=(
     # And spectral norm on D (Miyato et al. 2018), the other regulariser for D
     "ablation-mnist-conv-r1-0.1 mnist-conv --r1 0.1"
     "ablation-mnist-conv-spectral-norm mnist-conv --spectral-norm"
-    # R1 at 0.1 (Inception 5.86, class KL 0.0085) still improved at epoch 20 (per-epoch classifier FID 36-33 over
+    # R1 at 0.1 (Inception 5.86, class KL 0.0085) still improved at epoch 20 (per-epoch classifier FID 32-38 over
     # epochs 16-20) where the recipe's stalled (its 30-epoch row: 40-54 over epochs 20-30, 7.67 against 6.92 at 20):
     # R1 at 0.1 for 30 and 40 epochs, each trained on from the row before it (nothing of the run reads its epochs
     # without a decay), its epochs past 20 at OMP_NUM_THREADS=2 (the first 20 at 1)

@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -34,14 +35,16 @@ def array_task(task: int, out: Path, data: Path, cwd: Path):
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
-    """The smoke study as a cluster runs it: one Slurm array task per model, then study.sh, which
-    finds every model done and adds the real-data floor and the table (its log kept for the tests)."""
+    """The smoke study as a cluster runs it: one Slurm array task per model, all at once into the one
+    output folder, then study.sh, which finds every model done and adds the real-data floor and the
+    table (its log kept for the tests)."""
     base = tmp_path_factory.mktemp("study")
     for split, prefix in (("train", "train"), ("test", "t10k")):
         images = synthetic_images(512, side=28, seed=len(split)).squeeze(1).numpy()
         write_idx(base / "mnist" / "mnist", f"{prefix}-images-idx3-ubyte", images)
-    for task in range(len(MODELS)):
-        result = array_task(task, base / "out", base / "mnist", base)
+    with ThreadPoolExecutor(len(MODELS)) as tasks:
+        results = list(tasks.map(lambda task: array_task(task, base / "out", base / "mnist", base), range(len(MODELS))))
+    for task, result in enumerate(results):
         assert result.returncode == 0, result.stderr.decode()[-3000:]
         assert f"task {task} of {len(MODELS)}: {MODELS[task]}" in result.stderr.decode()
     result = study(base / "out", base / "mnist")
