@@ -153,7 +153,8 @@ def main() -> None:
         "Each row trains a recipe with one change (frontier.sh's ROWS say which); its baseline is the recipe's seed-0 row "
         "(`mnist-conv`, `fashion-conv`, `mnist-mlp`: the targets' first seed, scores/ROW.*.json); a row that also sets "
         "`--epochs` is read against the recipe at that budget (`ablation-fashion-conv-lr-decay` against "
-        "`ablation-fashion-conv-20-epochs`).",
+        "`ablation-fashion-conv-20-epochs`), and one that pins what a recipe has since changed against the recipe "
+        "of its day (the MNIST conv rows with `--epochs 20 --r1 0` against `ablation-mnist-conv-20-epochs-no-r1`).",
         "", "| row | Inception FID | precision | recall | classifier FID | class KL | epochs | hours |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
         *(ablation_line(out, row) for row in args.rows if row.startswith("ablation-")),

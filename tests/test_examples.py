@@ -222,6 +222,15 @@ def test_frontier_smoke_trains_scores_and_tables_each_target_and_restarts(smoke,
     again = example("frontier.sh", "--smoke", "--out", out, cwd=tmp_path, data=smoke / "mnist")
     assert again.returncode == 0 and [line for line in again.stderr.decode().splitlines() if line.startswith("==")] == \
         [f"== wrote {tmp_path / 'frontier.md'}"]
+    # a row trained on from another (`--from`): that row is trained first, its run copied whole, the copy scored
+    longer, shorter = "ablation-mnist-conv-r1-0.1-30-epochs", "ablation-mnist-conv-r1-0.1"
+    chained = example("frontier.sh", "--smoke", "--out", out, longer, cwd=tmp_path, data=smoke / "mnist")
+    assert chained.returncode == 0, chained.stderr.decode()[-3000:]
+    assert f"== {longer}: trained on from {shorter}" in chained.stderr.decode()
+    assert read_header(out / "runs" / longer / "checkpoint.safetensors").config.r1 == 0.1
+    assert (out / "runs" / longer / "log.jsonl").read_text() == (out / "runs" / shorter / "log.jsonl").read_text()
+    assert not (out / "runs" / f"{longer}.partial").exists() and (out / "scores" / f"{longer}.mnist.json").exists()
+    page = (tmp_path / "frontier.md").read_text()
     # a fresh clone has no runs/ (git ignores them): the table, rebuilt, keeps each scored row from its committed log
     shutil.rmtree(out / "runs")
     assert example("frontier.sh", "--smoke", "--table", "--out", out, cwd=tmp_path, data=smoke / "mnist").returncode == 0
