@@ -33,9 +33,11 @@ RECIPES=$(dirname "$0")/frontier/recipes SPACES=$(dirname "$0")/frontier/spaces
 # ROW RECIPE [OPTIONS...]: what each row trains; its target (mnist-conv, ...) is its name less -seedK.
 # `--from ROW2` (frontier.sh's, not gan's) trains ROW on from ROW2's finished run: ROW2 is trained first,
 # its run folder copied, and the copy resumed to ROW's epochs (for a recipe without an lr decay, whose run
-# reads its epoch count nowhere else: the same as one run trained to ROW's epochs)
+# reads its epoch count nowhere else: the same config as one run trained to ROW's epochs, not bit-identical
+# where their epochs ran at other thread counts). Workers given rows of one chain wait for each other.
 ROWS=(
-    "mnist-conv mnist-conv"
+    # the MNIST conv target's seed 0 is the run of its 60-epoch ablation row (the same config: see there)
+    "mnist-conv mnist-conv --from ablation-mnist-conv-r1-0.1-60-epochs"
     "mnist-conv-seed1 mnist-conv --seed 1"
     "mnist-conv-seed2 mnist-conv --seed 2"
     "mnist-mlp mnist-mlp"
@@ -146,9 +148,15 @@ mkdir -p "$OUT"/{runs,samples,scores,grids,times}
 # the dataset of a recipe (its `data` key): its test split is the reference, its classifier the features
 dataset() { sed -n 's/^data = "\([^"]*\)".*/\1/p' "$RECIPES/$1.toml"; }
 
+# ROW, in workers at once: one worker at a time works on a row (a lock file per row in RUNS, with flock
+# where it is installed), so that two rows trained on from the same row do not both train it
+run_row() {
+    if command -v flock > /dev/null; then (flock 9; train_row "$1") 9> "$RUNS/.$1.lock"; else train_row "$1"; fi
+}
+
 # ROW: trained to the recipe's epochs (or the row's --epochs), sampled, scored on the Inception and the
 # dataset's classifier; a target's row (not an ablation) also sampled and scored through calibrated DRS
-run_row() {
+train_row() {
     local row=$1 recipe words options=() epochs data from= i
     read -r _ recipe words <<< "$(printf '%s\n' "${ROWS[@]}" | grep "^$row ")"
     read -ra words <<< "${words:-}"
@@ -161,12 +169,18 @@ run_row() {
         esac
         options+=("${words[i]}")
     done
-    if [ -n "$from" ] && [ ! -d "$RUNS/$row" ]; then
+    if [ -n "$from" ]; then
+        printf '%s\n' "${ROWS[@]}" | grep -q "^$from " || { echo "frontier.sh: $row trains on from $from, not a row" >&2; exit 2; }
         run_row "$from"
-        [ -f "$RUNS/$from/checkpoint.safetensors" ] || return 0     # not trained (or stopped): nothing to go on from
-        say "$row: trained on from $from"
-        rm -rf "$RUNS/$row.partial"
-        cp -a "$RUNS/$from" "$RUNS/$row.partial" && mv "$RUNS/$row.partial" "$RUNS/$row"
+        # not trained: nothing to go on from (a stopped one's copy keeps its .stopped mark, and is scored as it stopped)
+        [ -f "$RUNS/$from/checkpoint.safetensors" ] || return 0
+        # the smoke variant trains every row 1 epoch, and a row trained on from another 1 more than it
+        [ "$SMOKE" = 1 ] && epochs=$(($(completed "$RUNS/$from") + 1))
+        if [ ! -d "$RUNS/$row" ]; then
+            say "$row: trained on from $from"
+            rm -rf "$RUNS/$row.partial"
+            cp -a "$RUNS/$from" "$RUNS/$row.partial" && mv "$RUNS/$row.partial" "$RUNS/$row"
+        fi
     fi
     train "$row" "$epochs" train --config "$RECIPES/$recipe.toml" "${options[@]}"
     [ -f "$RUNS/$row/checkpoint.safetensors" ] || return 0

@@ -154,7 +154,8 @@ def main() -> None:
         "(`mnist-conv`, `fashion-conv`, `mnist-mlp`: the targets' first seed, scores/ROW.*.json); a row that also sets "
         "`--epochs` is read against the recipe at that budget (`ablation-fashion-conv-lr-decay` against "
         "`ablation-fashion-conv-20-epochs`), and one that pins what a recipe has since changed against the recipe "
-        "of its day (the MNIST conv rows with `--epochs 20 --r1 0` against `ablation-mnist-conv-20-epochs-no-r1`).",
+        "of its day: the MNIST conv rows of 20 epochs, and the 30-epoch one without R1, against "
+        "`ablation-mnist-conv-20-epochs-no-r1` (MNIST's recipe until R1 at 0.1 for 60 epochs).",
         "", "| row | Inception FID | precision | recall | classifier FID | class KL | epochs | hours |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
         *(ablation_line(out, row) for row in args.rows if row.startswith("ablation-")),

@@ -1,5 +1,6 @@
 """examples/study.sh --smoke end to end, as a user runs it, on a 512-image synthetic MNIST folder."""
 
+import itertools
 import json
 import os
 import shutil
@@ -201,10 +202,16 @@ def test_frontier_smoke_trains_scores_and_tables_each_target_and_restarts(smoke,
     """examples/frontier.sh --smoke: each recipe file trains (the conv recipe, its ablation without DiffAugment
     and the WGAN-clip one), is sampled from its moving average and scored on the MNIST classifier, a target's
     row also through calibrated DRS; the page holds a line per target and way of sampling, per ablation row,
-    and the recipes; a second run redoes nothing."""
+    and the recipes; a second run redoes nothing. A second worker at once, on a row of the conv target's chain
+    (below), waits for the first rather than train a row of it twice."""
     out = tmp_path / "f"
-    result = example("frontier.sh", "--smoke", "--out", out, cwd=tmp_path, data=smoke / "mnist")
+    with ThreadPoolExecutor(2) as workers:
+        result, other = workers.map(lambda rows: example("frontier.sh", "--smoke", "--out", out, *rows, cwd=tmp_path, data=smoke / "mnist"),
+                                    [(), ("ablation-mnist-conv-r1-0.1-30-epochs",)])
     assert result.returncode == 0, result.stderr.decode()[-3000:]
+    assert other.returncode == 0, other.stderr.decode()[-3000:]
+    both = result.stderr.decode() + other.stderr.decode()
+    assert both.count("== ablation-mnist-conv-r1-0.1: gan train") == 1
     for row in ("mnist-conv", "mnist-conv+drs", "ablation-mnist-conv-no-diffaug", "mnist-mlp-wgan-clip", "mnist-mlp-wgan-clip+drs"):
         scores = json.loads((out / "scores" / f"{row}.mnist.json").read_text())
         assert scores["extractor"] == "mnist-classifier" and scores["n_generated"] == 256
@@ -212,7 +219,15 @@ def test_frontier_smoke_trains_scores_and_tables_each_target_and_restarts(smoke,
     assert calibration["n"] == 256 and not (out / "scores" / "ablation-mnist-conv-no-diffaug+drs.mnist.json").exists()
     conv, ablated = (read_header(out / "runs" / row / "checkpoint.safetensors").config
                      for row in ("mnist-conv", "ablation-mnist-conv-no-diffaug"))
-    assert (conv.arch, conv.diffaug, conv.ema) == ("infogan", "translation", 0.999) and ablated.diffaug == ""
+    assert (conv.arch, conv.diffaug, conv.ema, conv.r1) == ("infogan", "translation", 0.999, 0.1) and ablated.diffaug == ""
+    # the conv target's seed 0 trains on (`--from`) from R1's 60-epoch row, that from its 40-epoch row, ... down to
+    # its 20-epoch row: each trained first, its run copied whole and resumed, in the smoke variant for 1 epoch more
+    chain = ["ablation-mnist-conv-r1-0.1", *(f"ablation-mnist-conv-r1-0.1-{e}-epochs" for e in (30, 40, 60)), "mnist-conv"]
+    logs = [(out / "logs" / f"{row}.jsonl").read_text().splitlines() for row in chain]
+    for row, (shorter, longer) in zip(chain[1:], itertools.pairwise(logs), strict=True):
+        assert longer[:-1] == shorter and len(longer) == len(shorter) + 1
+        assert both.count(f"== {row}: trained on from ") == 1 and both.count(f"== {row}: resuming") == 1
+    assert not list((out / "runs").glob("*.partial"))
     page = (tmp_path / "frontier.md").read_text()
     lines = {line.split(" | ")[0].lstrip("| "): line for line in page.splitlines() if line.startswith("| ")}
     assert "no Inception score yet" in lines["mnist-conv"] and "not yet run" in lines["fashion-conv"]
@@ -222,15 +237,6 @@ def test_frontier_smoke_trains_scores_and_tables_each_target_and_restarts(smoke,
     again = example("frontier.sh", "--smoke", "--out", out, cwd=tmp_path, data=smoke / "mnist")
     assert again.returncode == 0 and [line for line in again.stderr.decode().splitlines() if line.startswith("==")] == \
         [f"== wrote {tmp_path / 'frontier.md'}"]
-    # a row trained on from another (`--from`): that row is trained first, its run copied whole, the copy scored
-    longer, shorter = "ablation-mnist-conv-r1-0.1-30-epochs", "ablation-mnist-conv-r1-0.1"
-    chained = example("frontier.sh", "--smoke", "--out", out, longer, cwd=tmp_path, data=smoke / "mnist")
-    assert chained.returncode == 0, chained.stderr.decode()[-3000:]
-    assert f"== {longer}: trained on from {shorter}" in chained.stderr.decode()
-    assert read_header(out / "runs" / longer / "checkpoint.safetensors").config.r1 == 0.1
-    assert (out / "runs" / longer / "log.jsonl").read_text() == (out / "runs" / shorter / "log.jsonl").read_text()
-    assert not (out / "runs" / f"{longer}.partial").exists() and (out / "scores" / f"{longer}.mnist.json").exists()
-    page = (tmp_path / "frontier.md").read_text()
     # a fresh clone has no runs/ (git ignores them): the table, rebuilt, keeps each scored row from its committed log
     shutil.rmtree(out / "runs")
     assert example("frontier.sh", "--smoke", "--table", "--out", out, cwd=tmp_path, data=smoke / "mnist").returncode == 0
