@@ -110,6 +110,9 @@ ROWS=(
     "ablation-mnist-mlp-wgan-clip-lr-4e-4-no-decay-seed1 mnist-mlp-wgan-clip --lr 0.00039656750817710094 --lr-decay none --seed 1"
     "ablation-mnist-mlp-wgan-clip-lr-4e-4-no-decay-seed2 mnist-mlp-wgan-clip --lr 0.00039656750817710094 --lr-decay none --seed 2"
 )
+# ROW's line of ROWS (status 1 for a name that is none), and every row's name
+row_line() { printf '%s\n' "${ROWS[@]}" | grep "^$1 "; }
+row_names() { printf '%s\n' "${ROWS[@]}" | cut -d' ' -f1; }
 SELECTED=() LIST=0 TABLE=0
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -127,14 +130,14 @@ while [ $# -gt 0 ]; do
         --workers) WORKERS=$2; shift ;;
         -h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         -*) echo "frontier.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
-        *) printf '%s\n' "${ROWS[@]}" | grep -q "^$1 " || { echo "frontier.sh: unknown row $1 (see --list)" >&2; exit 2; }
+        *) row_line "$1" > /dev/null || { echo "frontier.sh: unknown row $1 (see --list)" >&2; exit 2; }
            SELECTED+=("$1") ;;
     esac
     shift
 done
-if [ "$LIST" = 1 ]; then printf '%s\n' "${ROWS[@]}" | cut -d' ' -f1; exit 0; fi
+if [ "$LIST" = 1 ]; then row_names; exit 0; fi
 if [ ${#SELECTED[@]} -eq 0 ]; then
-    mapfile -t SELECTED < <(printf '%s\n' "${ROWS[@]}" | cut -d' ' -f1)
+    mapfile -t SELECTED < <(row_names)
     [ "$SMOKE" = 1 ] && SELECTED=(mnist-conv ablation-mnist-conv-no-diffaug mnist-mlp-wgan-clip)
 fi
 RESULTS=${RESULTS:-$(dirname "$OUT")/frontier.md}
@@ -158,7 +161,7 @@ run_row() {
 # dataset's classifier; a target's row (not an ablation) also sampled and scored through calibrated DRS
 train_row() {
     local row=$1 recipe words options=() epochs data from= i
-    read -r _ recipe words <<< "$(printf '%s\n' "${ROWS[@]}" | grep "^$row ")"
+    read -r _ recipe words <<< "$(row_line "$row")"
     read -ra words <<< "${words:-}"
     [ "$SMOKE" = 1 ] && words+=("${SMOKE_OPTIONS[@]}")
     epochs=$(sed -n 's/^epochs = //p' "$RECIPES/$recipe.toml")
@@ -170,7 +173,7 @@ train_row() {
         options+=("${words[i]}")
     done
     if [ -n "$from" ]; then
-        printf '%s\n' "${ROWS[@]}" | grep -q "^$from " || { echo "frontier.sh: $row trains on from $from, not a row" >&2; exit 2; }
+        row_line "$from" > /dev/null || { echo "frontier.sh: $row trains on from $from, not a row" >&2; exit 2; }
         run_row "$from"
         # not trained: nothing to go on from (a stopped one's copy keeps its .stopped mark, and is scored as it stopped)
         [ -f "$RUNS/$from/checkpoint.safetensors" ] || return 0
@@ -206,7 +209,7 @@ floor() {
 
 report() {
     python "$(dirname "$0")/frontier_table.py" "$OUT" "$RESULTS" --recipes "$RECIPES" --spaces "$SPACES" -n "$N" \
-        --inception-n "$INCEPTION_N" $(printf '%s\n' "${ROWS[@]}" | cut -d' ' -f1)
+        --inception-n "$INCEPTION_N" $(row_names)
 }
 
 # TARGET's search: gan tune on its space, the study in a journal file (text: committed with the page,
