@@ -515,6 +515,7 @@ def _run_training(state, data: Samples, run: Path, data_dir: str | None, callbac
     """Check, then train. `notes` (what resume decided) reach `notify` only once the data and the
     evaluation are known to work, so that a refused resume ends in its one error. Under torchrun,
     rank 0 alone evaluates and reports."""
+    from gancli.inference import precision_warning
     from gancli.runs import CHECKPOINT
     from gancli.training import check_data
     from gancli.training import train as train_loop
@@ -526,6 +527,8 @@ def _run_training(state, data: Samples, run: Path, data_dir: str | None, callbac
     evaluate = _evaluator(state.config, data_dir, state.device, state.step == 0, callbacks.notify) if world.main else None
     for note in notes:
         callbacks.notify(note)
+    if warning := precision_warning(state.config.precision, state.device):
+        callbacks.notify(f"warning: {warning}")
     ranks = f", {world.size} processes of {state.config.batch_size // world.size} images a step" if world.size > 1 else ""
     conditional = f" conditional on {state.config.n_classes} classes" if state.config.conditional else ""
     nets = f"{state.config.arch} G, {state.config.d_arch} D" if state.config.d_arch else state.config.arch

@@ -29,7 +29,9 @@ AUGMENTATIONS = ("translation", "cutout")
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 G_LOSSES = ("alternative", "minimax")
 LR_DECAYS = ("none", "linear", "cosine")
-PRECISIONS = ("fp32", "bf16")
+# --precision: auto is resolved when training starts (inference.resolve_precision: bf16 autocast where the
+# CPU runs it natively, else fp32), so that a checkpoint's config holds the numerics it trained with
+PRECISIONS = ("auto", "fp32", "bf16")
 # A dataset -> its classes, for each dataset gancli ships a classifier of (scripts/train_classifier.py,
 # weights in gancli/weights/): `--features auto` and the per-epoch evaluation score a dataset's images
 # on its own classifier. KMNIST has none: its official files were never at hand, and a classifier
@@ -264,7 +266,7 @@ def validate(c: TrainConfig) -> TrainConfig:
     _check(c.div in DIVERGENCES, f"unknown divergence {c.div!r}", f"choose one of {', '.join(DIVERGENCES)}")
     _check(c.div != "alpha" or c.alpha not in (0.0, 1.0), "--alpha must not be 0 or 1", "those are KL and reverse KL")
     _check(c.g_loss in G_LOSSES, f"unknown generator loss {c.g_loss!r}", f"choose one of {', '.join(G_LOSSES)}")
-    _check(c.precision in PRECISIONS, f"unknown precision {c.precision!r}", "use fp32 or bf16")
+    _check(c.precision in PRECISIONS, f"unknown precision {c.precision!r}", "use auto, fp32 or bf16")
     _check(c.arch in ARCHS, f"unknown architecture {c.arch!r}", f"choose one of {', '.join(ARCHS)}")
     _check(c.d_arch in ("", *ARCHS), f"unknown discriminator architecture {c.d_arch!r}", f"choose one of {', '.join(ARCHS)}")
     _check(c.optimizer in OPTIMIZERS, f"unknown optimizer {c.optimizer!r}", f"choose one of {', '.join(OPTIMIZERS)}")

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from gancli.errors import GancliError
+from gancli.inference import precision_warning, resolve_precision
 
 PROTOCOL_VERSION = 1
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -199,18 +200,6 @@ def load_inception(path: Path, device) -> torch.nn.Module:
     return fold_batch_norms(fid_inception(state_dict)).to(device)
 
 
-def inception_precision(precision: str, device) -> str:
-    """`auto`: bf16 autocast on CPUs with native bf16 (1.9x faster than fp32 there, FID within 0.3%:
-    benchmarks/score_speed.py), fp32 elsewhere."""
-    if precision != "auto":
-        return precision
-    try:
-        native_bf16 = torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    except (AttributeError, RuntimeError):
-        native_bf16 = False
-    return "bf16" if torch.device(device).type == "cpu" and native_bf16 else "fp32"
-
-
 # pytorch-fid's release of the FID Inception (its FID_WEIGHTS_URL); the name ends in its sha256's first
 # 8 hex digits, which torch.hub checks after the download
 PYTORCH_FID_URL = "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth"
@@ -299,7 +288,10 @@ def inception_weights(explicit: str | None = None, device="cpu",
 def inception_extractor(weights: str | None, batch_size: int = 50, device="cpu", on_progress=None,
                         precision: str = "auto", notify: Callable[[str], None] = lambda message: None) -> Extractor:
     path, model = inception_weights(weights, device, notify)
-    bf16 = inception_precision(precision, device) == "bf16"
+    # auto: bf16 on CPUs with native bf16, 1.9x faster than fp32 there, FID within 0.3% (benchmarks/score_speed.py)
+    bf16 = resolve_precision(precision, device) == "bf16"
+    if warning := precision_warning(precision, device):
+        notify(f"warning: {warning}")
 
     def step(x):
         x = inception_input(x).to(device).contiguous(memory_format=torch.channels_last)

@@ -31,6 +31,32 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def native_bf16(device: torch.device | str) -> bool:
+    """Whether bf16 autocast runs natively on `device`: a CPU with AVX-512 bf16 or AMX (oneDNN's own
+    check). A CPU without them emulates it: 22x slower than fp32 for the infogan net on an AVX2 EPYC
+    (docs/training.md). GPUs count as not native: gancli has timed its bf16 on CPUs only."""
+    if torch.device(device).type != "cpu":
+        return False
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_precision(precision: str, device: torch.device | str) -> str:
+    """The numerics `--precision` asks for on `device`: auto is bf16 autocast where it runs natively
+    (native_bf16), fp32 elsewhere; fp32 and bf16 are themselves."""
+    return ("bf16" if native_bf16(device) else "fp32") if precision == "auto" else precision
+
+
+def precision_warning(precision: str, device: torch.device | str) -> str | None:
+    """What to tell a user who asked for bf16 where it is emulated, or None."""
+    if precision != "bf16" or torch.device(device).type != "cpu" or native_bf16(device):
+        return None
+    return ("bf16 autocast on this CPU is emulated (no AVX-512 bf16): far slower than fp32 (22x for the infogan "
+            "net on an AVX2 CPU); --precision auto takes fp32 here")
+
+
 def load_weights(net: torch.nn.Module, weights: dict[str, torch.Tensor], origin: str) -> None:
     """`net` (built on any device, meta included) takes `weights` as they are, after their names,
     shapes and dtypes were checked against its own."""

@@ -12,7 +12,7 @@ generator, all of which the checkpoint keeps.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -21,7 +21,7 @@ from gancli.checkpoint import GanCheckpoint, Progress, write_checkpoint
 from gancli.config import TrainConfig
 from gancli.distributed import SINGLE, World
 from gancli.errors import GancliError
-from gancli.inference import load_weights, networks, resolve_device
+from gancli.inference import load_weights, networks, resolve_device, resolve_precision
 from gancli.models import build_models
 
 
@@ -82,6 +82,7 @@ def rank_seed(config: TrainConfig, rank: int) -> int:
 
 def new_state(config: TrainConfig, device: str = "cpu", world: World = SINGLE) -> TrainState:
     dev = resolve_device(device)
+    config = replace(config, precision=resolve_precision(config.precision, dev))
     torch.manual_seed(config.seed)
     G, D = build_models(config)
     G, D = G.to(dev), D.to(dev)
@@ -133,6 +134,7 @@ def restore_state(record: GanCheckpoint, origin: str, config: TrainConfig, progr
     if record.training_error is not None:
         raise GancliError(record.training_error, "resume from another checkpoint")
     dev = resolve_device(device)
+    config = replace(config, precision=resolve_precision(config.precision, dev))
     G, D = networks(record, origin, raw_generator=True)
     G, D = G.to(dev).train(), D.to(dev).train()
     G_ema = None

@@ -126,7 +126,9 @@ KNOBS: dict[str, Any] = dict([
           "SOURCE[:N] takes its first N images, e.g. mnist[:5000]."),
     _knob("batch_size", int, "Images per training step.", min=1),
     _knob("seed", int, "Seed of the run's randomness (fixed when the run starts)."),
-    _knob("precision", Literal[PRECISIONS], "fp32 or bf16 autocast: faster on CPUs with bf16, other numerics."),
+    _knob("precision", Literal[PRECISIONS], "auto (bf16 where the CPU runs it natively, else fp32; the checkpoint "
+          "records which), fp32, or bf16 autocast (other numerics: faster on CPUs with native bf16, far slower "
+          "where it is emulated)."),
     _knob("sync_batch_norm", bool, "Under torchrun on GPUs: a conv generator's batch norm over the global batch, not "
           "each process's part.", PARALLEL_PANEL),
     _knob("arch", Literal[ARCHS], "mlp (100-256-512-1024-784), dcgan (two strided convolutions each way) or infogan "
