@@ -21,7 +21,7 @@
 # the table from what is there (while workers run, say). Options: --epochs E (per model;
 # WGAN-GP trains E*3/2), --dcgan-epochs E (default E), -n N (images per sample), --draws D
 # (rejection gives up after D*N draws, default 100), --inception-n M (<= N; 0 skips Inception),
-# --precision fp32|bf16 (training, default fp32), --inception-precision auto|fp32|bf16 (default auto:
+# --precision auto|fp32|bf16 (training, default fp32), --inception-precision auto|fp32|bf16 (default auto:
 # bf16 autocast on CPUs with native bf16, FID within 0.3% of fp32), --out DIR, --results FILE, --smoke.
 set -euo pipefail
 

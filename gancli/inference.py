@@ -32,13 +32,14 @@ def resolve_device(device: str) -> torch.device:
 
 
 def native_bf16(device: torch.device | str) -> bool:
-    """Whether bf16 autocast runs natively on `device`: a CPU with AVX-512 bf16 or AMX (oneDNN's own
-    check). A CPU without them emulates it: 22x slower than fp32 for the infogan net on an AVX2 EPYC
-    (docs/training.md). GPUs count as not native: gancli has timed its bf16 on CPUs only."""
+    """Whether bf16 autocast runs natively on `device`: a CPU with AVX-512 bf16 or AMX instructions.
+    (oneDNN's own check, mkldnn._is_mkldnn_bf16_supported, also says yes to AVX-512 without them, where it
+    emulates bf16.) A CPU without them emulates it: 22x slower than fp32 for the infogan net on an AVX2
+    EPYC (docs/training.md). GPUs count as not native: gancli has timed its bf16 on CPUs only."""
     if torch.device(device).type != "cpu":
         return False
     try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
     except (AttributeError, RuntimeError):
         return False
 
@@ -53,7 +54,7 @@ def precision_warning(precision: str, device: torch.device | str) -> str | None:
     """What to tell a user who asked for bf16 where it is emulated, or None."""
     if precision != "bf16" or torch.device(device).type != "cpu" or native_bf16(device):
         return None
-    return ("bf16 autocast on this CPU is emulated (no AVX-512 bf16): far slower than fp32 (22x for the infogan "
+    return ("bf16 autocast on this CPU is emulated (no AVX-512 bf16 or AMX): far slower than fp32 (22x for the infogan "
             "net on an AVX2 CPU); --precision auto takes fp32 here")
 
 

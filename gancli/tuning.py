@@ -477,6 +477,7 @@ def run_trial(settings: Settings, number: int) -> None:
 
     from gancli import api
     from gancli.checkpoint import read_header
+    from gancli.inference import resolve_device, resolve_precision
     from gancli.runs import CHECKPOINT, comparable_fids, read_log, run_summary, training_now
 
     study = load_study(settings, None)
@@ -492,7 +493,9 @@ def run_trial(settings: Settings, number: int) -> None:
     if stored is None:  # the options the coordinator drew, drawn again from the stored params
         values = suggest(optuna.trial.FixedTrial(frozen.params), study_space(study, "the study's space"))
         drawn_objective, drawn = trial_config(values)
-        stored = config_toml(make_config(drawn_objective, **drawn))
+        config = make_config(drawn_objective, **drawn)
+        # --precision auto as this worker resolves it, which the run's checkpoint will record too
+        stored = config_toml(dataclasses.replace(config, precision=resolve_precision(config.precision, resolve_device(settings.device))))
         trial.set_user_attr("config", stored)
     fields = config_fields_from_toml(stored, f"trial {number}'s config")
     objective = fields.pop("objective")

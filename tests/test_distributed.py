@@ -174,6 +174,31 @@ def test_a_value_read_late_still_names_its_step_and_nothing_is_saved_after_it(tm
     assert json.loads((tmp_path / "diverged.json").read_text())["step"] == 13
 
 
+def _precision_of_rank(rank: int, port: int, out: Path) -> None:
+    """A torchrun rank, spawned: rank 0 on a CPU with native bf16, rank 1 on one without; writes the
+    precision it trains with."""
+    os.environ.update(WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    from gancli import inference
+    from gancli.distributed import joined
+
+    inference.native_bf16 = lambda device: rank == 0
+    with joined("cpu") as (world, device):
+        (out / f"rank{rank}").write_text(new_state(tiny_config(precision="auto"), device, world).config.precision)
+
+
+def test_precision_auto_is_rank_0s_on_every_rank_as_the_checkpoint_records_it(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    mp.spawn(_precision_of_rank, args=(port, tmp_path), nprocs=2)
+    assert [(tmp_path / f"rank{rank}").read_text() for rank in (0, 1)] == ["bf16", "bf16"]
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here: the GPU loop is checked where one is")
 def test_a_run_trained_on_the_gpu_samples_on_the_cpu(tmp_path):
     state = train(new_state(tiny_config(epochs=2, ema=0.9), "cuda"), synthetic_images(), tmp_path)

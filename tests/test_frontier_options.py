@@ -165,9 +165,16 @@ def test_bf16_asked_for_where_it_is_emulated_trains_with_a_warning_that_names_au
     assert inference.precision_warning("fp32", "cpu") is None
 
 
-def test_native_bf16_is_onednns_check_on_cpus_and_false_elsewhere(monkeypatch):
+@pytest.mark.parametrize("avx512_bf16, amx", [(True, False), (False, True), (False, False)])
+def test_native_bf16_means_avx512_bf16_or_amx_on_a_cpu_and_never_a_gpu(monkeypatch, avx512_bf16, amx):
+    # oneDNN's mkldnn._is_mkldnn_bf16_supported also says yes to AVX-512 without bf16, where it emulates it
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True, raising=False)
-    assert inference.native_bf16("cpu") and inference.resolve_precision("auto", "cpu") == "bf16"
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    native = avx512_bf16 or amx
+    assert inference.native_bf16("cpu") == native
+    assert inference.resolve_precision("auto", "cpu") == ("bf16" if native else "fp32")
+    assert (inference.precision_warning("bf16", "cpu") is None) == native
+    assert inference.resolve_precision("bf16", "cpu") == "bf16" and inference.resolve_precision("fp32", "cpu") == "fp32"
     assert not inference.native_bf16("cuda") and inference.resolve_precision("auto", "cuda") == "fp32"
-    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False, raising=False)
-    assert inference.resolve_precision("auto", "cpu") == "fp32" and inference.resolve_precision("bf16", "cpu") == "bf16"
+    assert inference.precision_warning("bf16", "cuda") is None  # not timed there, not called slow there

@@ -156,6 +156,20 @@ def test_a_study_continues_to_n_trials_in_all_on_two_workers_and_best_toml_rerun
     assert refused.returncode == 1 and b"created with another space" in refused.stderr
 
 
+def test_a_trial_stores_the_precision_auto_resolved_to_not_auto(mnist_dir, user_shell):
+    """A trial's stored config is what BEST.toml is written from where its run is gone and what a run
+    trained again starts from: auto in it would train other numerics on a CPU that resolves it otherwise.
+    (The trial's worker is a process of its own, resolving auto on this machine as this one does.)"""
+    from gancli.inference import resolve_precision
+
+    space = tuning.parse_space(space_text("lr = [1e-3, 2e-3]\n", TINY_SPACE.replace("epochs = 3", "epochs = 1")
+                                          + 'precision = "auto"\n'), "s.toml")
+    settings = settings_for(user_shell, 1, sampler="random")
+    assert tuning.run_study(space, settings, notify=lambda message: None)["trials"][0]["state"] == "COMPLETE"
+    stored = tuning.load_study(settings, None).trials[0].user_attrs["config"]
+    assert f'precision = "{resolve_precision("auto", "cpu")}"' in stored.splitlines()
+
+
 # a terminal's Ctrl-C; Slurm's time limit, then the trial's run lost (a fresh clone of a committed study)
 @pytest.mark.parametrize("stop, lose_run", [(signal.SIGINT, False), (signal.SIGTERM, True)])
 def test_ctrl_c_saves_the_running_trial_and_the_next_tune_resumes_it(mnist_dir, user_shell, stop, lose_run):
