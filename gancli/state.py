@@ -80,7 +80,7 @@ def rank_seed(config: TrainConfig, rank: int) -> int:
     return config.seed + 104729 * rank
 
 
-def _resolved_precision(config: TrainConfig, device: torch.device, world: World) -> TrainConfig:
+def resolved_precision(config: TrainConfig, device: torch.device, world: World = SINGLE) -> TrainConfig:
     """`config` with `--precision auto` resolved, as its checkpoint records it: rank 0's answer on every
     rank, so that no rank trains with other numerics than the ones recorded."""
     return replace(config, precision=world.share(resolve_precision(config.precision, device)))
@@ -88,7 +88,7 @@ def _resolved_precision(config: TrainConfig, device: torch.device, world: World)
 
 def new_state(config: TrainConfig, device: str = "cpu", world: World = SINGLE) -> TrainState:
     dev = resolve_device(device)
-    config = _resolved_precision(config, dev, world)
+    config = resolved_precision(config, dev, world)
     torch.manual_seed(config.seed)
     G, D = build_models(config)
     G, D = G.to(dev), D.to(dev)
@@ -140,7 +140,7 @@ def restore_state(record: GanCheckpoint, origin: str, config: TrainConfig, progr
     if record.training_error is not None:
         raise GancliError(record.training_error, "resume from another checkpoint")
     dev = resolve_device(device)
-    config = _resolved_precision(config, dev, world)
+    config = resolved_precision(config, dev, world)
     G, D = networks(record, origin, raw_generator=True)
     G, D = G.to(dev).train(), D.to(dev).train()
     G_ema = None

@@ -477,8 +477,9 @@ def run_trial(settings: Settings, number: int) -> None:
 
     from gancli import api
     from gancli.checkpoint import read_header
-    from gancli.inference import resolve_device, resolve_precision
+    from gancli.inference import resolve_device
     from gancli.runs import CHECKPOINT, comparable_fids, read_log, run_summary, training_now
+    from gancli.state import resolved_precision
 
     study = load_study(settings, None)
     runs, target = settings.runs, settings.target
@@ -495,7 +496,7 @@ def run_trial(settings: Settings, number: int) -> None:
         drawn_objective, drawn = trial_config(values)
         config = make_config(drawn_objective, **drawn)
         # --precision auto as this worker resolves it, which the run's checkpoint will record too
-        stored = config_toml(dataclasses.replace(config, precision=resolve_precision(config.precision, resolve_device(settings.device))))
+        stored = config_toml(resolved_precision(config, resolve_device(settings.device)))
         trial.set_user_attr("config", stored)
     fields = config_fields_from_toml(stored, f"trial {number}'s config")
     objective = fields.pop("objective")
